@@ -1,0 +1,75 @@
+"""`python -m model_build <command>`: the offline build's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from model_build.config import CONFIGS, default_data_dir, get_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model_build", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default="small", choices=sorted(CONFIGS), help="named build configuration")
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="labelled data directory (default: $ALIGNTAG_DATA_DIR or ../shared/data)",
+        )
+        p.add_argument(
+            "--work-dir", type=Path, default=None, help="intermediate outputs (default: build/<config>)"
+        )
+
+    p_build = sub.add_parser("build", help="run every stage and publish artifacts")
+    common(p_build)
+    p_build.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    p_build.add_argument("--recipe", default="aligned", choices=["aligned", "mlm"])
+
+    p_corpus = sub.add_parser("corpus", help="corpus stage only: documents with weak labels")
+    common(p_corpus)
+
+    p_pre = sub.add_parser("pretrain", help="corpus, tokenizer and pretraining only (runs under torchrun)")
+    common(p_pre)
+    p_pre.add_argument("--recipe", default="aligned", choices=["aligned", "mlm"])
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("model_build").setLevel(logging.INFO)
+    data_dir = args.data_dir or default_data_dir()
+    work_dir = args.work_dir or Path("build") / args.config
+    t0 = time.perf_counter()
+    if args.command == "build":
+        from model_build.pipeline import build
+
+        published = build(args.config, data_dir, work_dir, args.artifacts_dir, args.recipe)
+        report = json.loads((work_dir / "build-report.json").read_text())
+        print(
+            f"build {args.config} finished in {time.perf_counter() - t0:.1f} s; stage seconds: {report['stages']}"
+        )
+        for task, path in published.items():
+            print(f"  {task}: {path}")
+        return 0
+    from model_build.pipeline import Stages
+
+    stages = Stages(get_config(args.config), data_dir, work_dir)
+    corpus_dir, corpus_fp = stages.corpus()
+    if args.command == "corpus":
+        print((corpus_dir / "stats.json").read_text())
+        return 0
+    tokenizer_path, tokenizer_fp = stages.tokenizer(corpus_dir, corpus_fp)
+    checkpoint, summary = stages.pretrain(corpus_dir, tokenizer_path, tokenizer_fp, args.recipe)
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2, default=str))
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

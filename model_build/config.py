@@ -1,0 +1,157 @@
+"""Every setting of the model build, in one typed place.
+
+A named configuration (`tiny`, `small`, `paper-512x3`, `paper-768x3`) is a `BuildConfig`; each
+stage receives its own section and saves the resolved section next to its output, so every
+artifact says exactly how it was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model_build.corpus import CorpusConfig
+from model_build.model import ModelConfig
+
+TASKS = ("concepts", "acronyms")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def default_data_dir() -> Path:
+    """Labelled data lives outside the repo (its licences forbid redistribution)."""
+    return Path(os.environ.get("ALIGNTAG_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    vocab_size: int = 16000
+    min_frequency: int = 2
+    max_train_docs: int | None = None  # None = every training document of the corpus
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    recipe: str = "aligned"  # "aligned" = MLM + both tagging objectives; "mlm" = MLM only
+    steps: int = 1000
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 5e-4
+    warmup_fraction: float = 0.06
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    mask_prob: float = 0.15
+    label_smoothing: float = 0.1
+    concept_weight: float = 1.0
+    acronym_weight: float = 1.0
+    checkpoint_every: int = 100
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    max_examples: int | None = None  # None = every example of the training file
+    epochs: int = 4
+    max_steps: int | None = None  # cap on optimizer steps (tests)
+    batch_size: int = 16
+    seq_len: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1
+    selection_fraction: float = 0.1  # share of the N examples held out for model selection
+    eval_max_examples: int | None = None  # None = the whole dev file
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    opset: int = 17
+    parity_tolerance: float = 1e-3  # max |logit difference| ONNX fp32 vs PyTorch
+    max_int8_f1_drop: float = 1.0  # points; above it the manifest serves fp32
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    name: str
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    # Labelled data, relative to the data directory: task -> (train file, dev file).
+    datasets: dict[str, tuple[str, str]] = field(
+        default_factory=lambda: {
+            "concepts": ("concepts/inspec-train.jsonl", "concepts/inspec-dev.jsonl"),
+            "acronyms": ("acronyms/sdu21-train.jsonl", "acronyms/sdu21-dev.jsonl"),
+        }
+    )
+
+
+def _tiny() -> BuildConfig:
+    return BuildConfig(
+        name="tiny",
+        corpus=CorpusConfig(max_docs_per_source=150),
+        tokenizer=TokenizerConfig(vocab_size=1500, min_frequency=2),
+        model=ModelConfig(hidden=64, layers=2, heads=2, intermediate=128, max_positions=64, dropout=0.0),
+        pretrain=PretrainConfig(steps=30, batch_size=8, seq_len=64, checkpoint_every=10, lr=2e-3),
+        finetune=FinetuneConfig(
+            max_examples=48, epochs=1, batch_size=8, seq_len=64, lr=2e-3, eval_max_examples=40
+        ),
+    )
+
+
+def _small() -> BuildConfig:
+    return BuildConfig(
+        name="small",
+        tokenizer=TokenizerConfig(vocab_size=16000),
+        model=ModelConfig(hidden=512, layers=3, heads=8, intermediate=1024, max_positions=256),
+        pretrain=PretrainConfig(steps=600, batch_size=32, seq_len=128, checkpoint_every=50),
+        finetune=FinetuneConfig(epochs=3, batch_size=16, seq_len=128),
+    )
+
+
+def _paper(hidden: int, heads: int) -> BuildConfig:
+    return BuildConfig(
+        name=f"paper-{hidden}x3",
+        tokenizer=TokenizerConfig(vocab_size=30000),
+        model=ModelConfig(hidden=hidden, layers=3, heads=heads, intermediate=4 * hidden, max_positions=512),
+        pretrain=PretrainConfig(steps=20000, batch_size=128, seq_len=256, checkpoint_every=1000, lr=3e-4),
+        finetune=FinetuneConfig(epochs=5, batch_size=16, seq_len=256, lr=1e-4),
+    )
+
+
+CONFIGS = {
+    "tiny": _tiny,
+    "small": _small,
+    "paper-512x3": lambda: _paper(512, 8),
+    "paper-768x3": lambda: _paper(768, 12),
+}
+
+
+def get_config(name: str) -> BuildConfig:
+    if name not in CONFIGS:
+        raise SystemExit(f"unknown config {name!r}; choose one of {', '.join(CONFIGS)}")
+    return CONFIGS[name]()
+
+
+def as_dict(obj: Any) -> Any:
+    """Resolved config as plain JSON data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: as_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {k: as_dict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [as_dict(v) for v in obj]
+    return obj
+
+
+def fingerprint(*parts: Any) -> str:
+    """Stable hash of JSON-able parts: a stage reruns only when its fingerprint changes."""
+    blob = json.dumps([as_dict(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

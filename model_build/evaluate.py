@@ -1,0 +1,105 @@
+"""Span prediction over whole texts (windowed) and exact character-span scoring.
+
+`predict_spans` is runtime-agnostic: it takes a function from padded id/mask arrays to logits,
+so the same code scores the PyTorch model, the fp32 ONNX graph and the int8 graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from model_build.data import decode_spans, encode, windows
+from model_build.model import Tagger
+from model_build.spanmetrics import span_prf
+
+LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) int64 -> logits float32
+
+
+def torch_logits_fn(tagger: Tagger) -> LogitsFn:
+    tagger.eval()
+
+    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return tagger(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+
+    return run
+
+
+def predict_spans(
+    texts: Sequence[str],
+    tokenizer: Tokenizer,
+    logits_fn: LogitsFn,
+    label_names: Sequence[str],
+    max_len: int,
+    batch_size: int = 32,
+    pad_id: int = 0,
+) -> tuple[list[list[tuple[int, int, str, float]]], list[np.ndarray]]:
+    """Spans per text, and the per-token argmax label ids (for agreement checks).
+
+    Texts longer than `max_len` tokens are cut into windows overlapping by a quarter; each token
+    takes its prediction from the window in which it sits farthest from an edge.
+    """
+    stride = max(1, (max_len * 3) // 4)
+    jobs: list[tuple[int, int, int, list[int]]] = []  # text index, window start, window end, ids
+    encoded = [encode(tokenizer, t) for t in texts]
+    for ti, enc in enumerate(encoded):
+        for start, end in windows(len(enc.ids), max_len, stride):
+            jobs.append((ti, start, end, enc.ids[start:end]))
+    order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][3]))  # length-sorted: less padding
+    n_labels = len(label_names)
+    probs = [np.zeros((len(e.ids), n_labels), dtype=np.float32) for e in encoded]
+    best_margin = [np.full(len(e.ids), -1, dtype=np.int64) for e in encoded]
+    for b in range(0, len(order), batch_size):
+        chunk = [jobs[j] for j in order[b : b + batch_size]]
+        width = max(1, max(len(c[3]) for c in chunk))
+        ids = np.full((len(chunk), width), pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for r, (_, _, _, piece) in enumerate(chunk):
+            ids[r, : len(piece)] = piece
+            mask[r, : len(piece)] = 1
+        logits = logits_fn(ids, mask)
+        p = _softmax(logits)
+        for r, (ti, start, end, _) in enumerate(chunk):
+            n = end - start
+            pos = np.arange(n)
+            margin = np.minimum(pos, n - 1 - pos)
+            if start == 0:
+                margin = margin + (n - pos)  # the text's own start is not a window edge
+            if end == len(encoded[ti].ids):
+                margin = margin + pos + 1
+            take = margin > best_margin[ti][start:end]
+            probs[ti][start:end][take] = p[r, :n][take]
+            best_margin[ti][start:end][take] = margin[take]
+    results, argmaxes = [], []
+    for enc, pr in zip(encoded, probs, strict=True):
+        label_ids = pr.argmax(-1) if len(pr) else np.zeros(0, dtype=np.int64)
+        results.append(
+            decode_spans(enc.offsets, label_ids.tolist(), label_names, pr.max(-1).tolist() if len(pr) else [])
+        )
+        argmaxes.append(label_ids)
+    return results, argmaxes
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def score(
+    records: Sequence[dict], predictions: Sequence[Sequence[tuple]], label_names: Sequence[str]
+) -> dict:
+    """Exact character-span P/R/F1 per label, micro, and the SDU macro (percent). Every span
+    type of the task is scored, even one absent from both gold and predictions."""
+    gold = [{(s, e, lab) for s, e, lab in rec["spans"]} for rec in records]
+    pred = [{(s, e, lab) for s, e, lab, *_ in spans} for spans in predictions]
+    kinds = sorted({name.split("-", 1)[1] for name in label_names if name != "O"})
+    return span_prf(gold, pred, labels=kinds)
+
+
+def headline(task: str, metrics: dict) -> float:
+    """The figure a task is judged by: SDU macro F1 for acronyms, micro F1 for concepts."""
+    return float(metrics["sdu_macro"]["f1"] if task == "acronyms" else metrics["micro"]["f1"])

@@ -1,0 +1,146 @@
+"""Few-example finetuning of one task head, with model selection on a slice of the N examples.
+
+The task head starts from the aligned pretraining head (the point of alignment); after the `mlm`
+recipe it starts fresh, since MLM never trained it. The dev file is never seen here: the model
+kept is the best epoch on the held-out slice of the training examples.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from tqdm import tqdm
+
+from model_build.config import FinetuneConfig, as_dict
+from model_build.data import bio_labels, encode, windows
+from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
+from model_build.model import IGNORE, TASK_LABELS, Encoder, Tagger, lr_at
+
+
+def sample_examples(records: list[dict], n: int | None, seed: int) -> list[dict]:
+    """N training examples drawn by seed (all of them when n is None or exceeds the file)."""
+    if n is None or n >= len(records):
+        return list(records)
+    return random.Random(seed).sample(records, n)
+
+
+def split_selection(examples: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out a slice of the N examples for model selection (none when N < 10)."""
+    if len(examples) < 10:
+        return examples, []
+    shuffled = random.Random(seed + 1).sample(examples, len(examples))
+    k = max(2, int(round(len(examples) * fraction)))
+    return shuffled[k:], shuffled[:k]
+
+
+def training_windows(
+    records: list[dict], tokenizer: Tokenizer, task: str, seq_len: int
+) -> list[tuple[list[int], list[int]]]:
+    label_names = TASK_LABELS[task]
+    out = []
+    for rec in records:
+        enc = encode(tokenizer, rec["text"])
+        labels = bio_labels(enc.offsets, rec["spans"], label_names)
+        for start, end in windows(len(enc.ids), seq_len, seq_len // 2):
+            if end > start:
+                out.append((enc.ids[start:end], labels[start:end]))
+    return out
+
+
+def finetune(
+    encoder: Encoder,
+    recipe: str,
+    task: str,
+    train_records: list[dict],
+    tokenizer: Tokenizer,
+    cfg: FinetuneConfig,
+    n_examples: int | None = None,
+    out_dir: Path | None = None,
+) -> tuple[Encoder, dict]:
+    """Finetune a copy of `encoder` on `n_examples` (default cfg.max_examples) drawn by seed."""
+    n = cfg.max_examples if n_examples is None else n_examples
+    examples = sample_examples(train_records, n, cfg.seed)
+    train, selection = split_selection(examples, cfg.selection_fraction, cfg.seed)
+    model = copy.deepcopy(encoder)
+    torch.manual_seed(cfg.seed)
+    if recipe != "aligned":
+        Encoder._init(model.heads[task])
+    label_names = TASK_LABELS[task]
+    pieces = training_windows(train, tokenizer, task, cfg.seq_len)
+    steps_per_epoch = max(1, (len(pieces) + cfg.batch_size - 1) // cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    tagger = Tagger(model, task)
+    rng = random.Random(cfg.seed)
+    best_score, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
+    step, t0 = 0, time.perf_counter()
+    bar = tqdm(total=total, desc=f"finetune {task} n={len(examples)}", unit="step", leave=False)
+    for epoch in range(cfg.epochs):
+        if step >= total:
+            break
+        order = rng.sample(range(len(pieces)), len(pieces))
+        model.train()
+        for b in range(0, len(order), cfg.batch_size):
+            if step >= total:
+                break
+            batch = [pieces[i] for i in order[b : b + cfg.batch_size]]
+            width = max(len(ids) for ids, _ in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            labels = np.full((len(batch), width), IGNORE, dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for r, (piece_ids, piece_labels) in enumerate(batch):
+                ids[r, : len(piece_ids)] = piece_ids
+                mask[r, : len(piece_ids)] = 1
+                labels[r, : len(piece_labels)] = piece_labels
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, cfg.warmup_fraction, cfg.lr)
+            out = model(
+                torch.from_numpy(ids), torch.from_numpy(mask), labels={task: torch.from_numpy(labels)}
+            )
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(out['loss']):.3f}")
+        # Model selection on the held-out slice of the N examples, never on dev.
+        if selection:
+            preds, _ = predict_spans(
+                [r["text"] for r in selection], tokenizer, torch_logits_fn(tagger), label_names, cfg.seq_len
+            )
+            sel = headline(task, score(selection, preds, label_names))
+        else:
+            sel = float(epoch)  # nothing held out: keep the last epoch
+        history.append({"epoch": epoch + 1, "step": step, "selection_score": round(sel, 2)})
+        if sel > best_score:
+            best_score, best_state = sel, copy.deepcopy(model.state_dict())
+    bar.close()
+    model.load_state_dict(best_state)
+    summary = {
+        "task": task,
+        "recipe": recipe,
+        "examples": len(examples),
+        "train_examples": len(train),
+        "selection_examples": len(selection),
+        "train_windows": len(pieces),
+        "steps": step,
+        "seed": cfg.seed,
+        "config": as_dict(cfg),
+        "history": history,
+        "best_selection_score": round(best_score, 2),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "finetune.json").write_text(json.dumps(summary, indent=2))
+    return model, summary

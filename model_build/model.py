@@ -1,0 +1,189 @@
+"""The whole encoder in one file: config, layers, heads, losses.
+
+Token + learned absolute position embeddings, pre-LN transformer layers (pre-LN trains stably
+at the high learning rates short CPU runs need, without warm-up tricks), a final LayerNorm, and
+three heads: masked-LM (tied to the input embeddings), the concept tagger (B/I/O) and the
+acronym tagger (B/I-short, B/I-long, O). `forward` returns the logits of the heads asked for and
+the summed loss of those given labels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE = -100  # label of positions that take no part in a loss
+CONCEPT_LABELS = ("O", "B-concept", "I-concept")
+ACRONYM_LABELS = ("O", "B-short", "I-short", "B-long", "I-long")
+TASK_LABELS = {"concepts": CONCEPT_LABELS, "acronyms": ACRONYM_LABELS}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 16000  # set from the trained tokenizer
+    hidden: int = 512
+    layers: int = 3
+    heads: int = 8
+    intermediate: int = 2048
+    max_positions: int = 256
+    dropout: float = 0.1
+    num_concept_labels: int = len(CONCEPT_LABELS)
+    num_acronym_labels: int = len(ACRONYM_LABELS)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        assert cfg.hidden % cfg.heads == 0, "hidden must be divisible by heads"
+        self.heads = cfg.heads
+        self.qkv = nn.Linear(cfg.hidden, 3 * cfg.hidden)
+        self.out = nn.Linear(cfg.hidden, cfg.hidden)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        b, t, h = x.shape
+        q, k, v = self.qkv(x).split(h, dim=2)
+        q, k, v = (z.view(b, t, self.heads, h // self.heads).transpose(1, 2) for z in (q, k, v))
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_bias, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out(y.transpose(1, 2).reshape(b, t, h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.hidden)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.hidden)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.intermediate), nn.GELU(), nn.Linear(cfg.intermediate, cfg.hidden)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), attn_bias))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        self.pos_emb = nn.Embedding(cfg.max_positions, cfg.hidden)
+        self.emb_ln = nn.LayerNorm(cfg.hidden)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.ln_f = nn.LayerNorm(cfg.hidden)
+        self.mlm_transform = nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.LayerNorm(cfg.hidden)
+        )
+        self.mlm_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.heads = nn.ModuleDict(
+            {
+                "concepts": nn.Linear(cfg.hidden, cfg.num_concept_labels),
+                "acronyms": nn.Linear(cfg.hidden, cfg.num_acronym_labels),
+            }
+        )
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        t = input_ids.shape[1]
+        pos = torch.arange(t, device=input_ids.device).unsqueeze(0)
+        x = self.drop(self.emb_ln(self.tok_emb(input_ids) + self.pos_emb(pos)))
+        # Additive bias (batch, 1, 1, seq): padded keys get a large negative score.
+        keep = attention_mask[:, None, None, :].to(x.dtype)
+        attn_bias = (1.0 - keep) * torch.finfo(x.dtype).min
+        for block in self.blocks:
+            x = block(x, attn_bias)
+        return self.ln_f(x)
+
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.mlm_transform(hidden) @ self.tok_emb.weight.T + self.mlm_bias
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mlm_labels: torch.Tensor | None = None,
+        labels: dict[str, torch.Tensor] | None = None,
+        loss_weights: dict[str, float] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> dict[str, torch.Tensor]:
+        """Logits of every tagging head, and `loss` summed over the objectives given labels.
+
+        The MLM head runs only on the masked positions: projecting every position onto the
+        vocabulary would cost more than the encoder itself.
+        """
+        hidden = self.encode(input_ids, attention_mask)
+        out: dict[str, torch.Tensor] = {task: head(hidden) for task, head in self.heads.items()}
+        losses: dict[str, torch.Tensor] = {}
+        if mlm_labels is not None:
+            masked = mlm_labels != IGNORE
+            if masked.any():
+                logits = self.mlm_logits(hidden[masked])
+                losses["mlm"] = F.cross_entropy(logits, mlm_labels[masked], label_smoothing=label_smoothing)
+        for task, task_labels in (labels or {}).items():
+            if (task_labels != IGNORE).any():
+                logits = out[task]
+                losses[task] = F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]),
+                    task_labels.reshape(-1),
+                    ignore_index=IGNORE,
+                    label_smoothing=label_smoothing,
+                )
+        weights = loss_weights or {}
+        for name, value in losses.items():
+            out[f"loss_{name}"] = value.detach()
+        if losses:
+            out["loss"] = sum(weights.get(name, 1.0) * value for name, value in losses.items())  # type: ignore[assignment]
+        return out
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class Tagger(nn.Module):
+    """One task's view of the encoder, the graph that is exported: ids + mask -> logits."""
+
+    def __init__(self, encoder: Encoder, task: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.task = task
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder.heads[self.task](self.encoder.encode(input_ids, attention_mask))
+
+
+def save_checkpoint(path, model: Encoder, **extra) -> None:  # type: ignore[no-untyped-def]
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model_config": asdict(model.cfg), "state_dict": model.state_dict(), **extra}, tmp)
+    tmp.replace(path)
+
+
+def load_encoder(path) -> tuple[Encoder, dict]:  # type: ignore[no-untyped-def]
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = Encoder(ModelConfig(**ckpt["model_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model, ckpt
+
+
+def lr_at(step: int, total: int, warmup_fraction: float, peak: float) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    warmup = max(1, int(total * warmup_fraction))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))

@@ -1,0 +1,246 @@
+"""`make build-model`: every stage, for one named configuration, skipping what is done.
+
+corpus -> tokenizer -> tokenize -> pretrain -> finetune (per task) -> export (per task).
+Each stage's output carries the fingerprint of its inputs and settings; a stage whose output
+matches is skipped, an interrupted pretraining resumes from its last checkpoint, and the
+artifact directories are published atomically by the export stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from model_build.config import TASKS, BuildConfig, as_dict, default_data_dir, fingerprint, get_config
+from model_build.corpus import build_corpus, iter_documents
+from model_build.data import read_span_file
+from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
+from model_build.export import export_artifact
+from model_build.finetune import finetune
+from model_build.model import TASK_LABELS, Encoder, Tagger, load_encoder, save_checkpoint
+from model_build.pretrain import pretrain, tokenize_corpus
+from model_build.tokenizer import load_tokenizer, train_tokenizer
+
+log = logging.getLogger("model_build")
+
+
+def _done(marker: Path, fp: str) -> bool:
+    return marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fp
+
+
+def _mark(marker: Path, fp: str, **info: object) -> None:
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fp, **info}, indent=2, default=str))
+    tmp.replace(marker)
+
+
+class Stages:
+    """The stages of one build, sharing a work directory. Each method is safe to rerun."""
+
+    def __init__(self, cfg: BuildConfig, data_dir: Path, work_dir: Path) -> None:
+        self.cfg, self.data_dir, self.work_dir = cfg, data_dir, work_dir
+        work_dir.mkdir(parents=True, exist_ok=True)
+        self.timings: dict[str, float] = {}
+
+    def _timed(self, name: str, t0: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - t0, 1)
+
+    def corpus(self) -> tuple[Path, str]:
+        t0 = time.perf_counter()
+        out = self.work_dir / "corpus"
+        stats = build_corpus(self.cfg.corpus, self.data_dir, out)
+        self._timed("corpus", t0)
+        return out, fingerprint((out / "config.json").read_text(), stats.get("documents"))
+
+    def tokenizer(self, corpus_dir: Path, corpus_fp: str) -> tuple[Path, str]:
+        t0 = time.perf_counter()
+        out_dir = self.work_dir / "tokenizer"
+        out_dir.mkdir(exist_ok=True)
+        path, marker = out_dir / "tokenizer.json", out_dir / "done.json"
+        fp = fingerprint(corpus_fp, self.cfg.tokenizer)
+        if not _done(marker, fp):
+            docs = iter_documents(corpus_dir, "train")
+            texts = (
+                d["text"]
+                for i, d in enumerate(docs)
+                if self.cfg.tokenizer.max_train_docs is None or i < self.cfg.tokenizer.max_train_docs
+            )
+            tok = train_tokenizer(
+                texts, self.cfg.tokenizer.vocab_size, self.cfg.tokenizer.min_frequency, path
+            )
+            _mark(marker, fp, vocab_size=tok.get_vocab_size(), config=as_dict(self.cfg.tokenizer))
+        self._timed("tokenizer", t0)
+        return path, fp
+
+    def pretrain(
+        self,
+        corpus_dir: Path,
+        tokenizer_path: Path,
+        tokenizer_fp: str,
+        recipe: str,
+        stop_after: int | None = None,
+    ) -> tuple[Path, dict]:
+        t0 = time.perf_counter()
+        streams = {
+            split: tokenize_corpus(
+                iter_documents(corpus_dir, split),
+                tokenizer_path,
+                self.work_dir / f"tokens-{split}-{tokenizer_fp}.npz",
+            )
+            for split in ("train", "valid")
+        }
+        self._timed("tokenize", t0)
+        t0 = time.perf_counter()
+        vocab = load_tokenizer(tokenizer_path).get_vocab_size()
+        model_cfg = replace(self.cfg.model, vocab_size=vocab)
+        pre_cfg = replace(self.cfg.pretrain, recipe=recipe)
+        out_dir = self.work_dir / f"pretrain-{recipe}-{tokenizer_fp}"
+        if len(streams["valid"]["ids"]) < pre_cfg.seq_len:
+            streams["valid"] = streams["train"]  # a tiny corpus may put nothing in valid
+        summary = pretrain(
+            model_cfg, pre_cfg, streams["train"], streams["valid"], out_dir, stop_after=stop_after
+        )
+        self._timed(f"pretrain-{recipe}", t0)
+        return out_dir / "final.pt", summary
+
+    def labelled(self, task: str, role: int, limit: int | None = None) -> list[dict]:
+        """Train (role 0) or dev (role 1) records of a task; empty when the file is absent."""
+        path = self.data_dir / self.cfg.datasets[task][role]
+        if not path.exists():
+            log.warning(
+                "no labelled data at %s: %s", path, "zero-shot head" if role == 0 else "no evaluation"
+            )
+            return []
+        return read_span_file(path, limit)
+
+    def finetune(
+        self, task: str, checkpoint: Path, recipe: str, pretrain_fp: str, tokenizer_path: Path
+    ) -> tuple[Encoder, dict]:
+        t0 = time.perf_counter()
+        ft_cfg = self.cfg.finetune
+        out_dir = self.work_dir / f"finetune-{task}-{recipe}"
+        out_dir.mkdir(exist_ok=True)
+        train = self.labelled(task, 0)
+        fp = fingerprint(pretrain_fp, ft_cfg, self.cfg.datasets[task][0], len(train))
+        marker, model_path = out_dir / "done.json", out_dir / "model.pt"
+        if _done(marker, fp):
+            model, _ = load_encoder(model_path)
+            summary = json.loads(marker.read_text())["summary"]
+        else:
+            encoder, _ = load_encoder(checkpoint)
+            if train:
+                model, summary = finetune(
+                    encoder, recipe, task, train, load_tokenizer(tokenizer_path), ft_cfg
+                )
+                summary["dataset"] = self.cfg.datasets[task][0]
+                summary["zero_shot"] = False
+            else:  # no labelled data: serve the aligned pretraining head as it is
+                model, summary = (
+                    encoder,
+                    {"dataset": None, "examples": 0, "seed": ft_cfg.seed, "zero_shot": True},
+                )
+            save_checkpoint(model_path, model)
+            _mark(marker, fp, summary=summary)
+        self._timed(f"finetune-{task}", t0)
+        return model, {**summary, "fingerprint": fp}
+
+
+def build(
+    config_name: str = "small",
+    data_dir: Path | None = None,
+    work_dir: Path | None = None,
+    artifacts_dir: Path = Path("artifacts"),
+    recipe: str = "aligned",
+) -> dict[str, Path]:
+    """Run every stage; return {task: artifact version directory}."""
+    t_start = time.perf_counter()
+    cfg = get_config(config_name)
+    data_dir = data_dir or default_data_dir()
+    work_dir = work_dir or Path("build") / config_name
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    stages = Stages(cfg, data_dir, work_dir)
+    corpus_dir, corpus_fp = stages.corpus()
+    tokenizer_path, tokenizer_fp = stages.tokenizer(corpus_dir, corpus_fp)
+    checkpoint, pre_summary = stages.pretrain(corpus_dir, tokenizer_path, tokenizer_fp, recipe)
+    corpus_stats = json.loads((corpus_dir / "stats.json").read_text())
+    published: dict[str, Path] = {}
+    for task in TASKS:
+        model, ft_summary = stages.finetune(task, checkpoint, recipe, pre_summary["run_id"], tokenizer_path)
+        export_fp = fingerprint(ft_summary["fingerprint"], cfg.export, cfg.datasets[task][1])
+        existing = _existing_artifact(artifacts_dir / task, export_fp)
+        if existing is not None:
+            published[task] = existing
+            continue
+        t0 = time.perf_counter()
+        dev = stages.labelled(task, 1, cfg.finetune.eval_max_examples)
+        version = f"{cfg.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{export_fp[:6]}"
+        manifest_extra = {
+            "model": {
+                "config_name": cfg.name,
+                **{
+                    k: getattr(model.cfg, k)
+                    for k in ("hidden", "layers", "heads", "intermediate", "vocab_size", "max_positions")
+                },
+            },
+            "pretraining": {
+                "recipe": recipe,
+                "objectives": pre_summary["objectives"],
+                "corpora": corpus_stats.get("per_source", {}),
+                "steps": pre_summary["steps"],
+                "seed": pre_summary["seed"],
+                "tokens_per_second": pre_summary.get("tokens_per_second"),
+                "valid_losses": pre_summary.get("valid_losses"),
+            },
+            "finetuning": {
+                k: ft_summary.get(k)
+                for k in ("dataset", "examples", "seed", "zero_shot", "steps", "best_selection_score")
+            },
+            "build": {"fingerprint": export_fp, "config": as_dict(cfg), "data_dir": str(data_dir)},
+        }
+        manifest_extra["finetuning"]["dataset"] = ft_summary.get("dataset")
+        published[task] = export_artifact(
+            model, task, tokenizer_path, dev, cfg.export, artifacts_dir, version, manifest_extra
+        )
+        stages._timed(f"export-{task}", t0)
+    total = time.perf_counter() - t_start
+    report = {
+        "config": cfg.name,
+        "seconds": round(total, 1),
+        "stages": stages.timings,
+        "artifacts": {k: str(v) for k, v in published.items()},
+    }
+    (work_dir / "build-report.json").write_text(json.dumps(report, indent=2))
+    return published
+
+
+def _existing_artifact(task_dir: Path, export_fp: str) -> Path | None:
+    if not task_dir.exists():
+        return None
+    for version_dir in sorted(task_dir.iterdir()):
+        manifest = version_dir / "manifest.json"
+        if (
+            manifest.exists()
+            and json.loads(manifest.read_text()).get("build", {}).get("fingerprint") == export_fp
+        ):
+            return version_dir
+    return None
+
+
+def dev_scores_torch(model: Encoder, task: str, tokenizer_path: Path, dev: list[dict], max_len: int) -> dict:
+    """PyTorch dev scores (the experiment uses these; the artifacts carry ONNX scores)."""
+    labels = TASK_LABELS[task]
+    preds, _ = predict_spans(
+        [r["text"] for r in dev],
+        load_tokenizer(tokenizer_path),
+        torch_logits_fn(Tagger(model, task)),
+        labels,
+        max_len,
+    )
+    metrics = score(dev, preds, labels)
+    return {"headline": headline(task, metrics), "metrics": metrics}

@@ -1,0 +1,250 @@
+"""Pretraining: masked-LM alone (`mlm`) or MLM plus the aligned tagging objectives (`aligned`).
+
+Both recipes see the same token stream, steps, batch and sequence length (equal compute); the
+only difference is whether the weak concept/acronym labels contribute to the loss. Batches are
+drawn from a seeded generator keyed by step, and the checkpoint holds model, optimizer and step,
+so a resumed run continues exactly where an uninterrupted one would be. Runs under `torchrun`
+(DistributedDataParallel; gloo on CPU, NCCL on GPU) with bf16 autocast on GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from model_build.config import PretrainConfig, as_dict, fingerprint
+from model_build.data import bio_labels, encode
+from model_build.model import (
+    ACRONYM_LABELS,
+    CONCEPT_LABELS,
+    IGNORE,
+    Encoder,
+    ModelConfig,
+    lr_at,
+    save_checkpoint,
+)
+from model_build.tokenizer import MASK, SPECIAL_TOKENS, load_tokenizer
+
+
+def tokenize_corpus(corpus_docs, tokenizer_path: Path, out_path: Path) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    """Concatenate every document into one token stream with aligned weak-label streams.
+
+    Concept labels are IGNORE in documents without links (`concept_supervised` false) and inside
+    `concept_ignore` regions, so unlinked text never teaches "nothing here is a concept".
+    """
+    if out_path.exists():
+        return dict(np.load(out_path))
+    tok = load_tokenizer(tokenizer_path)
+    ids: list[int] = []
+    concepts: list[int] = []
+    acronyms: list[int] = []
+    for doc in tqdm(corpus_docs, desc=f"tokenize {out_path.stem}", unit="doc"):
+        enc = encode(tok, doc["text"])
+        ids.extend(enc.ids)
+        if doc.get("concept_supervised"):
+            concept_spans = [(s["start"], s["end"], "concept") for s in doc.get("concepts", [])]
+            ignore = [(s["start"], s["end"]) for s in doc.get("concept_ignore", [])]
+            concepts.extend(bio_labels(enc.offsets, concept_spans, CONCEPT_LABELS, ignore))
+        else:
+            concepts.extend([IGNORE] * len(enc.ids))
+        acronym_spans = [(s["start"], s["end"], s["label"]) for s in doc.get("acronyms", [])]
+        acronyms.extend(bio_labels(enc.offsets, acronym_spans, ACRONYM_LABELS))
+    arrays = {
+        "ids": np.asarray(ids, dtype=np.int32),
+        "concepts": np.asarray(concepts, dtype=np.int16),
+        "acronyms": np.asarray(acronyms, dtype=np.int16),
+    }
+    tmp = out_path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(out_path)
+    return arrays
+
+
+def make_batch(
+    stream: dict[str, np.ndarray], cfg: PretrainConfig, step: int, rank: int, vocab_size: int
+) -> dict[str, torch.Tensor]:
+    """Batch `step` for process `rank`: random windows of the stream, 15% of tokens masked
+    (80% [MASK], 10% random, 10% kept). A pure function of (seed, step, rank)."""
+    rng = np.random.default_rng([cfg.seed, step, rank])
+    n = len(stream["ids"])
+    seq = min(cfg.seq_len, n)
+    starts = rng.integers(0, n - seq + 1, size=cfg.batch_size)
+    idx = starts[:, None] + np.arange(seq)[None, :]
+    ids = stream["ids"][idx].astype(np.int64)
+    masked = rng.random(ids.shape) < cfg.mask_prob
+    mlm_labels = np.where(masked, ids, IGNORE)
+    action = rng.random(ids.shape)
+    inputs = ids.copy()
+    mask_id = SPECIAL_TOKENS.index(MASK)
+    inputs[masked & (action < 0.8)] = mask_id
+    random_tokens = rng.integers(len(SPECIAL_TOKENS), vocab_size, size=ids.shape)
+    swap = masked & (action >= 0.8) & (action < 0.9)
+    inputs[swap] = random_tokens[swap]
+    return {
+        "input_ids": torch.from_numpy(inputs),
+        "attention_mask": torch.ones_like(torch.from_numpy(inputs)),
+        "mlm_labels": torch.from_numpy(mlm_labels),
+        "concepts": torch.from_numpy(stream["concepts"][idx].astype(np.int64)),
+        "acronyms": torch.from_numpy(stream["acronyms"][idx].astype(np.int64)),
+    }
+
+
+def task_labels(batch: dict[str, torch.Tensor], recipe: str) -> dict[str, torch.Tensor]:
+    if recipe == "mlm":
+        return {}
+    if recipe == "aligned":
+        return {"concepts": batch["concepts"], "acronyms": batch["acronyms"]}
+    raise ValueError(f"unknown pretraining recipe {recipe!r}; use 'aligned' or 'mlm'")
+
+
+def pretrain(
+    model_cfg: ModelConfig,
+    cfg: PretrainConfig,
+    train_stream: dict[str, np.ndarray],
+    valid_stream: dict[str, np.ndarray],
+    out_dir: Path,
+    stop_after: int | None = None,
+) -> dict:
+    """Train, checkpointing to `out_dir/checkpoint.pt` every `cfg.checkpoint_every` steps and
+    resuming from it; writes `out_dir/final.pt` and `out_dir/pretrain.json` at the end.
+    `stop_after` ends the run early after that many steps (tests of resume)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "pretrain.json"
+    run_id = fingerprint(model_cfg, cfg, int(len(train_stream["ids"])))
+    if summary_path.exists() and json.loads(summary_path.read_text()).get("run_id") == run_id:
+        return json.loads(summary_path.read_text())
+
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    torch.manual_seed(cfg.seed)
+    model = Encoder(model_cfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    start_step, history = 0, []
+    ckpt_path = out_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if ckpt.get("run_id") == run_id:
+            model.load_state_dict(ckpt["state_dict"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start_step, history = ckpt["step"], ckpt["history"]
+    train_model: torch.nn.Module = model
+    if distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    weights = {"mlm": 1.0, "concepts": cfg.concept_weight, "acronyms": cfg.acronym_weight}
+    end_step = cfg.steps if stop_after is None else min(cfg.steps, start_step + stop_after)
+    bar = tqdm(
+        range(start_step, end_step),
+        desc=f"pretrain {cfg.recipe}",
+        unit="step",
+        disable=rank != 0,
+        initial=start_step,
+        total=cfg.steps,
+    )
+    t0, tokens = time.perf_counter(), 0
+    model.train()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg.steps, cfg.warmup_fraction, cfg.lr)
+        batch = {
+            k: v.to(device)
+            for k, v in make_batch(train_stream, cfg, step, rank, model_cfg.vocab_size).items()
+        }
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout identical on resume
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = train_model(
+                batch["input_ids"],
+                batch["attention_mask"],
+                batch["mlm_labels"],
+                task_labels(batch, cfg.recipe),
+                loss_weights=weights,
+                label_smoothing=cfg.label_smoothing,
+            )
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        tokens += batch["input_ids"].numel()
+        record = {"step": step + 1, **{k: round(float(v), 4) for k, v in out.items() if k.startswith("loss")}}
+        history.append(record)
+        bar.set_postfix(loss=record["loss"], tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+        if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end_step):
+            save_checkpoint(
+                ckpt_path,
+                model,
+                optimizer=optimizer.state_dict(),
+                step=step + 1,
+                history=history,
+                run_id=run_id,
+            )
+    seconds = time.perf_counter() - t0
+    if end_step < cfg.steps:  # stopped early on request: the checkpoint is the output
+        return {"step": end_step, "history": history}
+    summary = {
+        "run_id": run_id,
+        "recipe": cfg.recipe,
+        "objectives": ["mlm"] if cfg.recipe == "mlm" else ["mlm", "concepts", "acronyms"],
+        "steps": cfg.steps,
+        "seed": cfg.seed,
+        "config": as_dict(cfg),
+        "model_config": asdict(model_cfg),
+        "parameters": model.num_parameters(),
+        "device": str(device),
+        "world_size": dist.get_world_size() if distributed else 1,
+        "seconds_this_run": round(seconds, 1),
+        "tokens_per_second": round(
+            tokens * (dist.get_world_size() if distributed else 1) / max(seconds, 1e-9)
+        ),
+        "final_train_losses": history[-1] if history else {},
+        "valid_losses": validation_losses(model, cfg, valid_stream, device) if rank == 0 else {},
+    }
+    if rank == 0:
+        save_checkpoint(out_dir / "final.pt", model)
+        tmp = summary_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(summary_path)
+    if distributed:
+        dist.barrier()
+    return summary
+
+
+@torch.no_grad()
+def validation_losses(
+    model: Encoder, cfg: PretrainConfig, stream: dict[str, np.ndarray], device: torch.device, batches: int = 4
+) -> dict[str, float]:
+    """Mean held-out losses of every objective (all heads, whatever the recipe trained)."""
+    model.eval()
+    eval_cfg = replace(cfg, seed=cfg.seed + 7919)
+    sums: dict[str, float] = {}
+    for i in range(batches):
+        batch = {k: v.to(device) for k, v in make_batch(stream, eval_cfg, i, 0, model.cfg.vocab_size).items()}
+        out = model(
+            batch["input_ids"], batch["attention_mask"], batch["mlm_labels"], task_labels(batch, "aligned")
+        )
+        for k, v in out.items():
+            if k.startswith("loss_"):
+                sums[k] = sums.get(k, 0.0) + float(v) / batches
+    model.train()
+    return {k: round(v, 4) for k, v in sums.items()}
