@@ -40,6 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     common(p_pre)
     p_pre.add_argument("--recipe", default="aligned", choices=["aligned", "mlm"])
 
+    p_exp = sub.add_parser("experiment", help="aligned vs mlm x N examples x seeds -> reports/experiment/")
+    common(p_exp)
+    p_exp.add_argument("--report-dir", type=Path, default=Path("reports/experiment"))
+    p_exp.add_argument(
+        "--sizes",
+        type=lambda s: tuple(int(x) for x in s.split(",")),
+        default=None,
+        help="comma-separated finetuning sizes N (default 0,50,200,1000)",
+    )
+    p_exp.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
+    p_exp.add_argument("--workers", type=int, default=None, help="parallel finetuning processes (default 2)")
+    p_exp.add_argument("--eval-max-examples", type=int, default=None, help="cap on dev examples scored")
+    p_exp.add_argument("--second-sets", action="store_true", help="also sdu22-sci and scienceie")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("model_build").setLevel(logging.INFO)
@@ -56,6 +70,29 @@ def main(argv: list[str] | None = None) -> int:
         )
         for task, path in published.items():
             print(f"  {task}: {path}")
+        return 0
+    if args.command == "experiment":
+        from dataclasses import replace
+
+        from model_build.experiment import ExperimentConfig, run_experiment
+
+        exp = ExperimentConfig()
+        overrides = {
+            "sizes": args.sizes,
+            "workers": args.workers,
+            "eval_max_examples": args.eval_max_examples,
+            "seeds": tuple(range(args.seeds)) if args.seeds else None,
+        }
+        exp = replace(exp, **{k: v for k, v in overrides.items() if v is not None})
+        if args.second_sets:
+            exp.datasets["acronyms"].append(
+                ("acronyms/sdu22-sci-train.jsonl", "acronyms/sdu22-sci-dev.jsonl")
+            )
+            exp.datasets["concepts"].append(
+                ("concepts/scienceie-train.jsonl", "concepts/scienceie-dev.jsonl")
+            )
+        run_experiment(args.config, data_dir, work_dir, args.report_dir, exp)
+        print(f"report: {args.report_dir / 'report.md'}")
         return 0
     from model_build.pipeline import Stages
 

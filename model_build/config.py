@@ -63,6 +63,7 @@ class FinetuneConfig:
     lr: float = 3e-4
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
+    min_steps: int = 0  # small N: more epochs until at least this many optimizer steps (max 50 epochs)
     selection_fraction: float = 0.1  # share of the N examples held out for model selection
     eval_max_examples: int | None = None  # None = the whole dev file
     seed: int = 0
@@ -78,7 +79,9 @@ class ExportConfig:
 @dataclass(frozen=True)
 class BuildConfig:
     name: str
-    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    # The caps rule (every other token with two or more capitals is a short form) lifts the weak
+    # acronym labels from 78.9 to 91.8 SDU macro F1 on sdu21-dev (docs/corpus.md).
+    corpus: CorpusConfig = field(default_factory=lambda: CorpusConfig(acronym_caps_rule=True))
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -96,7 +99,7 @@ class BuildConfig:
 def _tiny() -> BuildConfig:
     return BuildConfig(
         name="tiny",
-        corpus=CorpusConfig(max_docs_per_source=150),
+        corpus=CorpusConfig(max_docs_per_source=150, acronym_caps_rule=True),
         tokenizer=TokenizerConfig(vocab_size=1500, min_frequency=2),
         model=ModelConfig(hidden=64, layers=2, heads=2, intermediate=128, max_positions=64, dropout=0.0),
         pretrain=PretrainConfig(steps=30, batch_size=8, seq_len=64, checkpoint_every=10, lr=2e-3),
@@ -111,8 +114,8 @@ def _small() -> BuildConfig:
         name="small",
         tokenizer=TokenizerConfig(vocab_size=16000),
         model=ModelConfig(hidden=512, layers=3, heads=8, intermediate=1024, max_positions=256),
-        pretrain=PretrainConfig(steps=600, batch_size=32, seq_len=128, checkpoint_every=50),
-        finetune=FinetuneConfig(epochs=3, batch_size=16, seq_len=128),
+        pretrain=PretrainConfig(steps=400, batch_size=32, seq_len=128, checkpoint_every=25),
+        finetune=FinetuneConfig(epochs=2, batch_size=32, seq_len=128),
     )
 
 

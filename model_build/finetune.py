@@ -75,7 +75,8 @@ def finetune(
     label_names = TASK_LABELS[task]
     pieces = training_windows(train, tokenizer, task, cfg.seq_len)
     steps_per_epoch = max(1, (len(pieces) + cfg.batch_size - 1) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
+    epochs = min(50, max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch)))
+    total = steps_per_epoch * epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -84,7 +85,7 @@ def finetune(
     best_score, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
     step, t0 = 0, time.perf_counter()
     bar = tqdm(total=total, desc=f"finetune {task} n={len(examples)}", unit="step", leave=False)
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         if step >= total:
             break
         order = rng.sample(range(len(pieces)), len(pieces))

@@ -8,7 +8,7 @@ later mentions, pseudo acronyms) and writes into `out_dir`:
   a document goes to `valid` when the hash of its id falls below `cfg.valid_fraction`
   (deterministic, independent of order and of the other documents);
 - `stats.json`: counts and timings; `config.json`: the resolved config plus a fingerprint of the
-  inputs (paths, sizes, mtimes) and of the code's format version.
+  inputs (paths, sizes, mtimes), of the format version and of this package's source code.
 
 The output is built in a temporary sibling directory and renamed into place, so `out_dir` is
 either the previous complete corpus or the new complete one. When `config.json` already holds
@@ -145,7 +145,15 @@ def fingerprint(cfg: CorpusConfig, sources: list[_Source]) -> dict[str, Any]:
         for p in src.paths:
             st = p.stat()
             files.append({"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
-    body = {"format_version": FORMAT_VERSION, "config": dataclasses.asdict(cfg), "files": files}
+    code = hashlib.sha256()
+    for src_file in sorted(Path(__file__).parent.glob("*.py")):
+        code.update(src_file.name.encode() + b"\0" + src_file.read_bytes())
+    body = {
+        "format_version": FORMAT_VERSION,
+        "code_sha256": code.hexdigest(),
+        "config": dataclasses.asdict(cfg),
+        "files": files,
+    }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return {"sha256": digest, **body}
 

@@ -63,6 +63,9 @@ _ESCAPED_MARKUP = re.compile(r"&lt;(?:ref|!--|/?[a-z]+(?:\s|&gt;|/))")
 _INLINE_HEADING = re.compile(r"(?<=\s)(={2,6})[^=\n]{1,200}?\1(?=\s)")
 # Brackets left empty by removed templates: `Bodmin ({{IPAc-en|...}})` -> `Bodmin`.
 _EMPTY_BRACKETS = re.compile(r"[ \t]?(?:\(\s*[,;:]?\s*\)|\[\s*\])")
+_LINK_TOKENS = re.compile(r"\[\[|\]\]|\n\n")
+_BRACES = re.compile(r"\{\{|\}\}")
+_TWO_ALNUM = re.compile(r"[^\W_][\s\S]*?[^\W_]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _REDIRECT = re.compile(r"^\s*#\s*(?:redirect|weiterleitung|doorverwijzing|aanstuur)\b", re.IGNORECASE)
 
@@ -76,28 +79,35 @@ def is_redirect(src: str) -> bool:
 
 
 def strip_templates(src: str) -> str:
-    """Remove `{{...}}` templates, nested to any depth (an unclosed one runs to the end)."""
+    """Remove `{{...}}` templates and `{{{param}}}` parameters, nested to any depth (an unclosed
+    one runs to the end)."""
     if "{{" not in src:
         return src
     out: list[str] = []
-    depth = 0
+    stack: list[int] = []
     i = 0
     n = len(src)
     start = 0
     while i < n:
+        m = _BRACES.search(src, i)
+        if m is None:
+            break
+        i = m.start()
         if src.startswith("{{", i):
-            if depth == 0:
+            if not stack:
                 out.append(src[start:i])
-            depth += 1
-            i += 2
-        elif depth and src.startswith("}}", i):
-            depth -= 1
-            i += 2
-            if depth == 0:
+            width = 3 if src.startswith("{{{", i) and not src.startswith("{{{{", i) else 2
+            stack.append(width)
+            i += width
+        elif stack and src.startswith("}}", i):
+            width = 3 if stack[-1] == 3 and src.startswith("}}}", i) else 2
+            stack.pop()
+            i += width
+            if not stack:
                 start = i
         else:
-            i += 1
-    if depth == 0:
+            i += 1  # a `}}` outside any template
+    if not stack:
         out.append(src[start:])
     return "".join(out)
 
@@ -124,20 +134,16 @@ def strip_tables(src: str) -> str:
 def _find_link_end(src: str, i: int) -> int:
     """Index just after the `]]` closing the `[[` at `i` (nested links allowed); -1 if none."""
     depth = 0
-    n = len(src)
-    while i < n:
-        if src.startswith("[[", i):
+    for m in _LINK_TOKENS.finditer(src, i):
+        tok = m.group()
+        if tok == "[[":
             depth += 1
-            i += 2
-        elif src.startswith("]]", i):
+        elif tok == "]]":
             depth -= 1
-            i += 2
             if depth == 0:
-                return i
-        elif src[i] == "\n" and src.startswith("\n\n", i):
-            return -1  # links do not cross paragraphs
+                return m.end()
         else:
-            i += 1
+            return -1  # links do not cross paragraphs
     return -1
 
 
@@ -227,7 +233,7 @@ def _clean_lines(src: str) -> str:
     keep = []
     for para in paras:
         visible = _MARKED.sub(lambda m: m.group(2), para)
-        if sum(ch.isalnum() for ch in visible) >= 2:
+        if _TWO_ALNUM.search(visible):
             keep.append(para)
     return "\n\n".join(keep)
 

@@ -1,0 +1,46 @@
+"""`python -m service`: the REST service under uvicorn (docs/contracts.md section 4).
+
+One worker process (the models and their batchers live in it). On SIGTERM uvicorn stops
+accepting connections, lets in-flight requests finish (up to ALIGNTAG_GRACEFUL_SHUTDOWN_SECONDS),
+runs the app's shutdown and exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.app import create_app
+from service.logs import configure_logging
+from service.settings import Settings
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as e:
+        lines = [f"  ALIGNTAG_{'_'.join(str(p) for p in err['loc']).upper() or '(settings)'}: {err['msg']}"
+                 for err in e.errors()]  # fmt: skip
+        sys.stderr.write("invalid settings, nothing started:\n" + "\n".join(lines) + "\n")
+        raise SystemExit(2) from None
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        access_log=False,  # one JSON line per request comes from the app itself
+        log_config=None,  # keep the JSON logging configured above
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds),
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,475 @@
+"""The HTTP layer: `create_app(settings)` builds the FastAPI app (docs/service.md is its reference).
+
+Layers run one way: HTTP (this module) -> `models.predict` -> batcher -> ONNX Runtime.
+
+Two pure-ASGI middlewares wrap every request:
+- `RequestContext` (outermost): request id, timing headers, request metrics, one JSON log line,
+  and the last line of defence that turns any unexpected exception into a JSON 500.
+- `RequestGuard`: API key, content type and body size of the POST endpoints, checked before the
+  body is parsed; the body is read here, at most `max_body_bytes` of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service import __version__
+from service.artifacts import TASKS
+from service.errors import (
+    ClientDisconnected,
+    LimitExceeded,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    UnsupportedMediaType,
+    error_body,
+    error_response,
+    install_handlers,
+)
+from service.metrics import CONTENT_TYPE, Metrics
+from service.models import (
+    Model,
+    RequestTimings,
+    RuntimeFactory,
+    load_model,
+    onnx_runtime_factory,
+    predict,
+    start_batcher,
+)
+from service.pairing import pair_acronyms
+from service.settings import Settings
+
+log = logging.getLogger("aligntag.app")
+request_log = logging.getLogger("aligntag.request")
+
+MODEL_ROUTES = ("/tag", "/acronyms")
+KNOWN_ROUTES = frozenset({*MODEL_ROUTES, "/health", "/ready", "/metrics", "/info", "/docs", "/openapi.json"})
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # echoed only if harmless in a header and a log
+STATUS_CLIENT_GONE = 499  # nginx's code for "client closed request"; never sent, only counted
+
+
+# --------------------------------------------------------------------------------------------
+# Request and response bodies (also the OpenAPI schema at /docs)
+
+
+class TextsRequest(BaseModel):
+    """Exactly one of `text` or `texts`."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: StrictStr | None = Field(default=None, description="One text.")
+    texts: list[StrictStr] | None = Field(default=None, description="Several texts; answered in order.")
+    min_score: float = Field(default=0.0, ge=0.0, le=1.0, description="Drop spans scoring below this.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TextsRequest:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError('give exactly one of "text" or "texts"')
+        if self.texts is not None and not self.texts:
+            raise ValueError('"texts" is empty; send at least one text')
+        return self
+
+    def as_list(self) -> list[str]:
+        return [self.text] if self.text is not None else list(self.texts or [])
+
+
+class SpanOut(BaseModel):
+    text: str
+    start: int = Field(description="Python string index (code points) of the first character.")
+    end: int = Field(description="End, exclusive: text == input[start:end].")
+    score: float
+
+
+class ModelRef(BaseModel):
+    task: str
+    version: str
+
+
+class Concepts(BaseModel):
+    concepts: list[SpanOut]
+
+
+class TagResponse(Concepts):
+    model: ModelRef
+
+
+class TagBatchResponse(BaseModel):
+    results: list[Concepts]
+    model: ModelRef
+
+
+class AcronymOut(SpanOut):
+    long_form: SpanOut | None
+
+
+class Acronyms(BaseModel):
+    acronyms: list[AcronymOut]
+    long_forms: list[SpanOut] = Field(description="Long forms not paired with any acronym.")
+
+
+class AcronymsResponse(Acronyms):
+    model: ModelRef
+
+
+class AcronymsBatchResponse(BaseModel):
+    results: list[Acronyms]
+    model: ModelRef
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 500, 503)
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Middlewares
+
+
+@dataclass
+class RequestState:
+    request_id: str
+    started: float
+    timings: RequestTimings = field(default_factory=RequestTimings)
+    chars: int = 0
+    texts: list[str] = field(default_factory=list)
+
+
+def request_state(request: Request) -> RequestState:
+    state: RequestState = request.scope["aligntag"]
+    return state
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, metrics: Metrics, settings: Settings) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = Headers(scope=scope).get("x-request-id", "")
+        state = RequestState(
+            request_id=incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex,
+            started=time.perf_counter(),
+        )
+        scope["aligntag"] = state
+        path = scope["path"]
+        route = path if path in KNOWN_ROUTES else "other"  # raw unknown paths would explode cardinality
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = state.request_id
+                headers["Server-Timing"] = server_timing(state, time.perf_counter())
+            await send(message)
+
+        counts_in_flight = path in MODEL_ROUTES
+        if counts_in_flight:
+            self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except ClientDisconnected:
+            status = STATUS_CLIENT_GONE
+        except Exception:
+            log.exception("unhandled error", extra={"fields": {"request_id": state.request_id}})
+            if response_started:
+                raise  # nothing sensible left to send; the server closes the connection
+            error = ServiceError(f"internal error; quote request id {state.request_id} when reporting it")
+            await error_response(error)(scope, receive, send_with_headers)
+        finally:
+            if counts_in_flight:
+                self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - state.started
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.request_duration.labels(route, str(status)).observe(elapsed)
+            self._log(scope, route, status, elapsed, state)
+
+    def _log(self, scope: Scope, route: str, status: int, elapsed: float, state: RequestState) -> None:
+        if route == "/metrics" and status == 200 and not request_log.isEnabledFor(logging.DEBUG):
+            return  # one scrape a second would drown everything else
+        fields: dict[str, Any] = {
+            "request_id": state.request_id,
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 3),
+            "chars": state.chars,
+            "batch_size": state.timings.batch_size,
+        }
+        if route == "other":
+            fields["path"] = scope["path"][:200]
+        if self.settings.log_requests_text and state.texts:
+            fields["texts"] = state.texts
+        request_log.info("request", extra={"fields": fields})
+
+
+def server_timing(state: RequestState, now: float) -> str:
+    t = state.timings
+    parts = [("tokenize", t.tokenize), ("queue", t.queue), ("inference", t.inference),
+             ("total", now - state.started)]  # fmt: skip
+    return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in parts)
+
+
+class RequestGuard:
+    """API key, content type and body size of protected/model routes, before any parsing."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, method = scope["path"], scope["method"]
+        model_post = method == "POST" and path in MODEL_ROUTES
+        protected = model_post or (self.settings.protect_metrics and path in ("/metrics", "/info"))
+        try:
+            if protected and self.api_key is not None:
+                self._check_key(Headers(scope=scope))
+            if model_post:
+                self._check_content_type(Headers(scope=scope))
+                body = await self._read_body(Headers(scope=scope), receive)
+                receive = replay(body, receive)
+        except ServiceError as e:
+            await error_response(e)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _check_key(self, headers: Headers) -> None:
+        assert self.api_key is not None
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing API key: send the header 'Authorization: Bearer <key>'")
+        if not hmac.compare_digest(token.strip().encode(), self.api_key):
+            raise Unauthorized("invalid API key")
+
+    def _check_content_type(self, headers: Headers) -> None:
+        media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            shown = media_type or "none"
+            raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown})")
+
+    async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
+        limit = self.settings.max_body_bytes
+        too_large = PayloadTooLarge(
+            f"request body exceeds {limit} bytes (ALIGNTAG_MAX_BODY_BYTES); split the texts over several requests"
+        )
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise too_large  # refused before reading a byte of it
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnected()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands out the already-read body once, then the client's later messages
+    (the disconnect the handlers watch for)."""
+    sent = False
+
+    async def receive_again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_again
+
+
+# --------------------------------------------------------------------------------------------
+# The app
+
+
+def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory | None = None) -> FastAPI:
+    """The service as an ASGI app; models are loaded by its lifespan (start-up)."""
+    settings = settings or Settings()
+    factory = runtime_factory or onnx_runtime_factory
+    metrics = Metrics()
+    models: dict[str, Model] = {task: Model(task=task) for task in TASKS}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loaded = await asyncio.gather(*(asyncio.to_thread(load_model, t, settings, factory) for t in TASKS))
+        for model in loaded:
+            models[model.task] = model
+            if model.status == "ready":
+                start_batcher(model, settings, metrics)
+        failed = [m for m in loaded if m.status != "ready"]
+        if failed:
+            log.error("not ready: " + "; ".join(f"{m.task}: {m.reason}" for m in failed))
+        else:
+            log.info("ready", extra={"fields": {"models": {m.task: m.version for m in loaded}}})
+        yield
+        for model in models.values():
+            if model.batcher is not None:
+                await model.batcher.stop()
+
+    app = FastAPI(
+        title="aligntag",
+        version=__version__,
+        description="Concept tagging and acronym detection with objective-aligned small transformers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.models = models
+    install_handlers(app)
+    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(RequestContext, metrics=metrics, settings=settings)
+
+    def model_ref(model: Model) -> dict[str, str]:
+        return {"task": model.task, "version": model.version}
+
+    async def run_model(request: Request, body: TextsRequest, task: str) -> tuple[Model, list[str], list]:
+        texts = body.as_list()
+        limit = settings.max_texts_per_request
+        if len(texts) > limit:
+            raise LimitExceeded(
+                f"{len(texts)} texts in one request; the limit is {limit} (ALIGNTAG_MAX_TEXTS_PER_REQUEST)"
+            )
+        for i, text in enumerate(texts):
+            if len(text) > settings.max_chars_per_text:
+                raise LimitExceeded(
+                    f"text {i} has {len(text)} characters; the limit is {settings.max_chars_per_text} "
+                    "(ALIGNTAG_MAX_CHARS_PER_TEXT)"
+                )
+        state = request_state(request)
+        state.chars = sum(len(t) for t in texts)
+        if settings.log_requests_text:
+            state.texts = texts
+        model = models[task]
+        spans = await predict(model, texts, body.min_score, metrics, state.timings, request.receive)
+        return model, texts, spans
+
+    @app.post(
+        "/tag",
+        response_model=None,
+        responses={200: {"model": TagResponse | TagBatchResponse}, **ERROR_RESPONSES},
+        summary="Tag concepts of interest",
+    )
+    async def tag(request: Request, body: TextsRequest) -> Response:
+        model, texts, spans = await run_model(request, body, "concepts")
+        results = [
+            {"concepts": [s.as_json(text) for s in found]} for text, found in zip(texts, spans, strict=True)
+        ]
+        content = {**results[0]} if body.text is not None else {"results": results}
+        return JSONResponse({**content, "model": model_ref(model)})
+
+    @app.post(
+        "/acronyms",
+        response_model=None,
+        responses={200: {"model": AcronymsResponse | AcronymsBatchResponse}, **ERROR_RESPONSES},
+        summary="Find acronyms and their long forms",
+    )
+    async def acronyms(request: Request, body: TextsRequest) -> Response:
+        model, texts, spans = await run_model(request, body, "acronyms")
+        results = []
+        for text, found in zip(texts, spans, strict=True):
+            pairing = pair_acronyms(text, found)
+            results.append(
+                {
+                    "acronyms": [
+                        {**a.short.as_json(text), "long_form": a.long.as_json(text) if a.long else None}
+                        for a in pairing.acronyms
+                    ],
+                    "long_forms": [s.as_json(text) for s in pairing.unpaired_long_forms],
+                }
+            )
+        content = {**results[0]} if body.text is not None else {"results": results}
+        return JSONResponse({**content, "model": model_ref(model)})
+
+    @app.get("/health", summary="Liveness: the process answers (no model work)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Readiness: both models loaded, verified and warmed up",
+             responses={503: {"model": ErrorResponse}})  # fmt: skip
+    async def ready() -> Response:
+        not_ready = [m for m in models.values() if m.status != "ready"]
+        if not_ready:
+            message = "; ".join(f"{m.task}: {m.reason}" for m in not_ready)
+            return JSONResponse(error_body("not_ready", message), status_code=503)
+        return JSONResponse({"status": "ready", "models": {m.task: m.version for m in models.values()}})
+
+    @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
+    async def metrics_endpoint() -> Response:
+        for task, model in models.items():
+            depth = model.batcher.queue_depth if model.batcher else 0
+            metrics.queue_depth.labels(task).set(depth)
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/info", summary="Both manifests, served ONNX files and the service limits")
+    async def info() -> dict[str, Any]:
+        return {
+            "service": {"version": __version__},
+            "models": {task: describe(model) for task, model in models.items()},
+            "limits": {
+                "max_chars_per_text": settings.max_chars_per_text,
+                "max_texts_per_request": settings.max_texts_per_request,
+                "max_body_bytes": settings.max_body_bytes,
+                "max_batch_tokens": settings.max_batch_tokens,
+                "max_batch_requests": settings.max_batch_requests,
+                "max_queue": settings.max_queue,
+            },
+            "auth": {
+                "api_key_required": settings.api_key is not None,
+                "protect_metrics": settings.protect_metrics,
+            },
+        }
+
+    return app
+
+
+def describe(model: Model) -> dict[str, Any]:
+    if model.artifact is None:
+        return {"status": model.status, "reason": model.reason}
+    manifest = {k: v for k, v in model.artifact.manifest.items() if k != "files"}
+    return {
+        "status": model.status,
+        "version": model.artifact.version,
+        "onnx_file": model.artifact.onnx_path.name,
+        "window_tokens": model.window,
+        "window_overlap_tokens": model.overlap,
+        "manifest": manifest,
+    }

@@ -1,0 +1,164 @@
+"""Find and verify one task's artifact version directory (docs/contracts.md section 3).
+
+The service trusts nothing it has not checked: the manifest's schema version, the task, the
+sha256 of every file the manifest lists, the label list (section 2) and the tokenizer. Any
+failure raises `ArtifactError` whose message names the offending file, so the log line says
+exactly what to rebuild or restore. This module is independent of model_build on purpose:
+the artifact directory is the only contract between the two.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+TASKS = ("concepts", "acronyms")
+TASK_LABELS: dict[str, list[str]] = {
+    "concepts": ["O", "B-concept", "I-concept"],
+    "acronyms": ["O", "B-short", "I-short", "B-long", "I-long"],
+}
+
+
+class ArtifactError(Exception):
+    """The artifact cannot be served; the message names the file and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    task: str
+    version: str
+    directory: Path
+    manifest: dict[str, Any]
+    labels: list[str]
+    tokenizer: Tokenizer
+    onnx_path: Path
+    max_positions: int
+    pad_token_id: int
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: unreadable manifest ({e})") from e
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: manifest is not a JSON object")
+    return manifest
+
+
+def _created(path: Path) -> datetime:
+    created = read_manifest(path).get("created")
+    try:
+        return datetime.fromisoformat(str(created))
+    except ValueError as e:
+        raise ArtifactError(f"{path}: 'created' is not an ISO 8601 time: {created!r}") from e
+
+
+def find_version_dir(artifacts_dir: Path, task: str, version: str | None) -> Path:
+    """The named version, or the complete version (manifest present) with the newest `created`."""
+    task_dir = artifacts_dir / task
+    if version is not None:
+        chosen = task_dir / version
+        if not (chosen / MANIFEST).is_file():
+            raise ArtifactError(
+                f"{chosen / MANIFEST}: not found (ALIGNTAG_{task.upper()}_VERSION={version}); "
+                "name a complete version directory or unset the setting"
+            )
+        return chosen
+    if not task_dir.is_dir():
+        raise ArtifactError(f"{task_dir}: no such directory (check ALIGNTAG_ARTIFACTS_DIR)")
+    # Directories being built have no manifest yet (it is written last), so they are skipped.
+    complete = [d for d in task_dir.iterdir() if d.is_dir() and (d / MANIFEST).is_file()]
+    if not complete:
+        raise ArtifactError(f"{task_dir}: no complete version directory (none holds {MANIFEST})")
+    return max(complete, key=lambda d: (_created(d / MANIFEST), d.name))
+
+
+def load_artifact(
+    artifacts_dir: Path, task: str, version: str | None = None, onnx_file: str | None = None
+) -> Artifact:
+    """Resolve, read and verify one task's artifact; raises ArtifactError naming the bad file."""
+    directory = find_version_dir(artifacts_dir, task, version)
+    manifest_path = directory / MANIFEST
+    manifest = read_manifest(manifest_path)
+
+    schema = manifest.get("schema_version")
+    if schema != SCHEMA_VERSION:
+        raise ArtifactError(
+            f"{manifest_path}: unknown schema_version {schema!r} (this service reads {SCHEMA_VERSION})"
+        )
+    if manifest.get("task") != task:
+        raise ArtifactError(f"{manifest_path}: task is {manifest.get('task')!r}, expected {task!r}")
+
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ArtifactError(f"{manifest_path}: 'files' must map file names to sha256 digests")
+    for name, expected in sorted(files.items()):
+        path = directory / name
+        if Path(name).name != name:
+            raise ArtifactError(f"{manifest_path}: file name {name!r} is not a plain file name")
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing (listed in the manifest)")
+        if sha256_file(path) != expected:
+            raise ArtifactError(f"{path}: sha256 does not match the manifest")
+
+    served = onnx_file or (manifest.get("serve") or {}).get("onnx_file")
+    for required in ("tokenizer.json", "labels.json", served):
+        if not required or required not in files:
+            raise ArtifactError(
+                f"{directory / str(required or 'serve.onnx_file')}: not listed in the manifest's files"
+            )
+    assert served is not None  # checked just above; tells the type checker
+
+    labels = _read_labels(directory / "labels.json", task)
+    try:
+        tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+    except Exception as e:  # the Rust binding raises a plain Exception on bad JSON
+        raise ArtifactError(f"{directory / 'tokenizer.json'}: not a loadable tokenizer ({e})") from e
+
+    model = manifest.get("model") or {}
+    max_positions = model.get("max_positions")
+    if not isinstance(max_positions, int) or max_positions < 2:
+        raise ArtifactError(f"{manifest_path}: model.max_positions must be an integer >= 2")
+    num_labels = model.get("num_labels", len(labels))
+    if num_labels != len(labels):
+        raise ArtifactError(
+            f"{manifest_path}: model.num_labels={num_labels} but labels.json has {len(labels)}"
+        )
+    return Artifact(
+        task=task,
+        version=str(manifest.get("version", directory.name)),
+        directory=directory,
+        manifest=manifest,
+        labels=labels,
+        tokenizer=tokenizer,
+        onnx_path=directory / served,
+        max_positions=max_positions,
+        pad_token_id=int(model.get("pad_token_id", 0)),
+    )
+
+
+def _read_labels(path: Path, task: str) -> list[str]:
+    try:
+        labels = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: unreadable ({e})") from e
+    if labels != TASK_LABELS[task]:
+        raise ArtifactError(f"{path}: labels {labels!r}, expected {TASK_LABELS[task]!r} for task {task}")
+    return list(labels)

@@ -1,0 +1,243 @@
+"""Per-model dynamic batching, after text-embeddings-inference (`core/src/queue.rs`, `infer.rs`).
+
+A request is a *job*: the token sequences of its texts (one per window). Jobs wait in a FIFO
+queue; a single worker task per model takes, each time the model is free, whatever has arrived
+since the previous batch started, up to `max_batch_tokens` tokens and `max_batch_requests`
+sequences, and runs it as ONE call in a worker thread, so the event loop keeps serving HTTP.
+There is no wait timer: an idle service runs a lone request at once (batch-1 latency), and under
+load batches grow by themselves because requests pile up while the previous batch runs.
+
+- A job larger than the budget is split over several batches; the queue stays FIFO.
+- Inside a batch, sequences are sorted by length and cut into groups so that padding at most
+  doubles a group's work (a 5-token and a 500-token sequence are not padded together).
+- The queue is bounded: past `max_queue` waiting jobs, `submit` raises `Overloaded` at once.
+- A job whose future was cancelled (its client went away) is dropped before it runs.
+- A failing batch sets `InferenceFailed` on the future of every job in it; the worker carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.errors import InferenceFailed, Overloaded
+from service.metrics import Metrics
+
+log = logging.getLogger("aligntag.batcher")
+
+RunFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) -> logits
+
+
+@dataclass(frozen=True)
+class JobResult:
+    probs: list[np.ndarray]  # per sequence: tokens x labels, softmax probabilities
+    queue_seconds: float  # enqueue -> start of the job's first batch
+    inference_seconds: float  # sum over the batches that ran the job's sequences
+    batch_size: int  # largest batch (sequences) the job was part of
+
+
+@dataclass(eq=False)
+class _Job:
+    sequences: Sequence[Sequence[int]]
+    future: asyncio.Future[JobResult]
+    enqueued_at: float
+    probs: list[np.ndarray | None] = field(default_factory=list)
+    next_index: int = 0  # sequences before it have been handed to a batch
+    done_count: int = 0
+    started_at: float | None = None
+    inference_seconds: float = 0.0
+    batch_size: int = 0
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def length_groups(lengths: Sequence[int]) -> list[list[int]]:
+    """Indices sorted by length, cut so that each group's padded size is at most twice its tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    current: list[int] = []
+    tokens = 0
+    for i in order:
+        longest = lengths[i]  # sorted ascending: the newcomer is the longest of the group
+        if current and (len(current) + 1) * longest > 2 * (tokens + longest):
+            groups.append(current)
+            current, tokens = [], 0
+        current.append(i)
+        tokens += lengths[i]
+    if current:
+        groups.append(current)
+    return groups
+
+
+def run_sequences(run: RunFn, sequences: Sequence[Sequence[int]], pad_id: int) -> list[np.ndarray]:
+    """Probabilities for each sequence, computed in length groups (runs in the worker thread)."""
+    out: list[np.ndarray | None] = [None] * len(sequences)
+    for group in length_groups([len(s) for s in sequences]):
+        width = max(len(sequences[i]) for i in group)
+        ids = np.full((len(group), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(group), width), dtype=np.int64)
+        for row, i in enumerate(group):
+            ids[row, : len(sequences[i])] = sequences[i]
+            mask[row, : len(sequences[i])] = 1
+        probs = softmax(np.asarray(run(ids, mask), dtype=np.float32))
+        if probs.shape[:2] != ids.shape:
+            raise RuntimeError(f"model returned logits of shape {probs.shape} for input {ids.shape}")
+        for row, i in enumerate(group):
+            out[i] = probs[row, : len(sequences[i])]
+    return [p for p in out if p is not None]
+
+
+class Batcher:
+    def __init__(
+        self,
+        model: str,
+        run: RunFn,
+        *,
+        max_batch_tokens: int,
+        max_batch_requests: int,
+        max_queue: int,
+        retry_after_seconds: int = 1,
+        pad_id: int = 0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.model = model
+        self.run = run
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_requests = max_batch_requests
+        self.max_queue = max_queue
+        self.retry_after_seconds = retry_after_seconds
+        self.pad_id = pad_id
+        self.metrics = metrics or Metrics()
+        self._queue: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        # One thread per model: one batch in flight per model, and the event loop stays free.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{model}")
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.model}")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        for job in self._queue:
+            if not job.future.done():
+                job.future.set_exception(InferenceFailed(f"the {self.model} model is shutting down"))
+        self._queue.clear()
+        self._executor.shutdown(wait=True)
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def submit(self, sequences: Sequence[Sequence[int]]) -> asyncio.Future[JobResult]:
+        """Queue a job; its future resolves with the probabilities of every sequence, in order.
+
+        Raises Overloaded when the queue is full; the caller cancels the future if its client leaves.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[JobResult] = loop.create_future()
+        if not sequences:
+            future.set_result(JobResult(probs=[], queue_seconds=0.0, inference_seconds=0.0, batch_size=0))
+            return future
+        if len(self._queue) >= self.max_queue:
+            self.metrics.rejected.labels(self.model, "queue_full").inc()
+            raise Overloaded(
+                f"the {self.model} queue is full ({self.max_queue} requests waiting); retry later",
+                headers={"Retry-After": str(self.retry_after_seconds)},
+            )
+        job = _Job(sequences=sequences, future=future, enqueued_at=time.perf_counter(),
+                   probs=[None] * len(sequences))  # fmt: skip
+        self._queue.append(job)
+        self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+        self._wakeup.set()
+        return future
+
+    def _take_batch(self) -> list[tuple[_Job, int]]:
+        """(job, sequence index) pairs for the next batch, FIFO, within the token and size caps."""
+        batch: list[tuple[_Job, int]] = []
+        tokens = 0
+        while self._queue:
+            job = self._queue[0]
+            if job.future.done():  # cancelled by a departed client, or failed in an earlier batch
+                self._queue.popleft()
+                if job.future.cancelled() and job.next_index == 0:
+                    self.metrics.rejected.labels(self.model, "client_disconnected").inc()
+                continue
+            while job.next_index < len(job.sequences):
+                length = len(job.sequences[job.next_index])
+                full = len(batch) >= self.max_batch_requests or tokens + length > self.max_batch_tokens
+                if full and batch:  # an oversized lone sequence still runs, alone
+                    return batch
+                batch.append((job, job.next_index))
+                tokens += length
+                job.next_index += 1
+            self._queue.popleft()
+        return batch
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = self._take_batch()
+            self.metrics.queue_depth.labels(self.model).set(len(self._queue))
+            if not batch:
+                continue
+            started = time.perf_counter()
+            for job, _ in batch:
+                if job.started_at is None:
+                    job.started_at = started
+                    self.metrics.queue_wait.labels(self.model).observe(started - job.enqueued_at)
+            sequences = [job.sequences[i] for job, i in batch]
+            try:
+                probs = await loop.run_in_executor(
+                    self._executor, run_sequences, self.run, sequences, self.pad_id
+                )
+                seconds = time.perf_counter() - started
+                self._deliver(batch, probs, seconds)
+            except Exception as e:  # the batch failed: every waiter hears about it, the worker lives on
+                log.exception("batch of %d sequences failed on the %s model", len(batch), self.model)
+                failure = InferenceFailed(f"inference failed on the {self.model} model ({type(e).__name__})")
+                for job, _ in batch:
+                    if not job.future.done():
+                        job.future.set_exception(failure)
+                continue
+            self.metrics.inference.labels(self.model).observe(seconds)
+            self.metrics.batch_size.labels(self.model).observe(len(batch))
+            self.metrics.batch_tokens.labels(self.model).observe(sum(len(s) for s in sequences))
+
+    def _deliver(self, batch: list[tuple[_Job, int]], probs: list[np.ndarray], seconds: float) -> None:
+        for job in {id(job): job for job, _ in batch}.values():
+            job.inference_seconds += seconds
+            job.batch_size = max(job.batch_size, len(batch))
+        for (job, index), p in zip(batch, probs, strict=True):
+            job.probs[index] = p
+            job.done_count += 1
+            if job.done_count == len(job.sequences) and not job.future.done():
+                assert job.started_at is not None
+                job.future.set_result(
+                    JobResult(
+                        probs=[p for p in job.probs if p is not None],
+                        queue_seconds=job.started_at - job.enqueued_at,
+                        inference_seconds=job.inference_seconds,
+                        batch_size=job.batch_size,
+                    )
+                )

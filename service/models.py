@@ -1,0 +1,162 @@
+"""The two served models: loading (verify, session, warm-up) and one prediction end to end.
+
+`predict` is the only path from a handler to a model: tokenize + window here, then the batcher,
+then merge + decode here. Handlers never see the ONNX Runtime session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.artifacts import Artifact, ArtifactError, load_artifact
+from service.batcher import Batcher, JobResult
+from service.errors import ClientDisconnected, ModelUnavailable
+from service.metrics import Metrics
+from service.runtime import OnnxRuntime, Runtime, warm_up
+from service.settings import Settings
+from service.tagging import Encoded, Span, encode, plan_windows, tag_text
+
+log = logging.getLogger("aligntag.models")
+
+RuntimeFactory = Callable[[Artifact, Settings], Runtime]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+# Below this many characters tokenizing in the event loop is cheaper than a hop to a thread.
+INLINE_TOKENIZE_CHARS = 8192
+
+
+def onnx_runtime_factory(artifact: Artifact, settings: Settings) -> Runtime:
+    return OnnxRuntime(artifact.onnx_path, len(artifact.labels), settings)
+
+
+@dataclass
+class RequestTimings:
+    """Filled by `predict`, read by the request middleware (Server-Timing header, log line)."""
+
+    tokenize: float = 0.0
+    queue: float = 0.0
+    inference: float = 0.0
+    batch_size: int = 0
+
+
+@dataclass
+class Model:
+    task: str
+    status: str = "loading"  # loading | ready | failed
+    reason: str = "loading"
+    artifact: Artifact | None = None
+    runtime: Runtime | None = None
+    batcher: Batcher | None = None
+    window: int = 0
+    overlap: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def version(self) -> str:
+        return self.artifact.version if self.artifact else ""
+
+
+def load_model(task: str, settings: Settings, factory: RuntimeFactory) -> Model:
+    """Everything blocking about start-up (runs in a thread). Never raises: a model that cannot be
+    served is returned `failed` with the reason, and the service stays up to report it."""
+    model = Model(task=task)
+    try:
+        version = settings.concepts_version if task == "concepts" else settings.acronyms_version
+        artifact = load_artifact(settings.artifacts_dir, task, version, settings.onnx_file)
+        try:
+            model.window, model.overlap = settings.window_for(artifact.max_positions)
+        except ValueError as e:
+            raise ArtifactError(f"{artifact.directory / 'manifest.json'}: {e}") from e
+        runtime = factory(artifact, settings)
+        try:
+            warm_up(runtime, artifact.max_positions, len(artifact.labels), artifact.pad_token_id)
+        except Exception as e:  # any failure of the graph on a plain input means: do not serve it
+            raise ArtifactError(f"{artifact.onnx_path}: warm-up failed: {e}") from e
+    except ArtifactError as e:
+        model.status, model.reason = "failed", str(e)
+        log.error("cannot serve %s: %s", task, e, extra={"fields": {"task": task, "reason": str(e)}})
+        return model
+    except Exception as e:  # a bug or an environment problem: still report it rather than crash-loop
+        model.status, model.reason = "failed", f"{type(e).__name__}: {e}"
+        log.exception("cannot serve %s", task, extra={"fields": {"task": task, "reason": model.reason}})
+        return model
+    model.artifact, model.runtime = artifact, runtime
+    model.status, model.reason = "ready", "ready"
+    log.info(
+        "serving %s %s (%s)", task, artifact.version, artifact.onnx_path.name,
+        extra={"fields": {"task": task, "version": artifact.version, "onnx_file": artifact.onnx_path.name,
+                          "window": model.window, "overlap": model.overlap}},
+    )  # fmt: skip
+    return model
+
+
+def start_batcher(model: Model, settings: Settings, metrics: Metrics) -> None:
+    assert model.runtime is not None and model.artifact is not None
+    model.batcher = Batcher(
+        model.task,
+        model.runtime,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_batch_requests=settings.max_batch_requests,
+        max_queue=settings.max_queue,
+        retry_after_seconds=settings.retry_after_seconds,
+        pad_id=model.artifact.pad_token_id,
+        metrics=metrics,
+    )
+    model.batcher.start()
+    metrics.model_info.labels(model.task, model.artifact.version, model.artifact.onnx_path.name).set(1)
+
+
+async def _result_unless_disconnected(future: asyncio.Future[JobResult], receive: Receive) -> JobResult:
+    """Wait for the batcher, or for the client to leave; then cancel the job so it never runs."""
+
+    async def client_gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    watcher: asyncio.Future[None] = asyncio.ensure_future(client_gone())
+    waiting: set[asyncio.Future[Any]] = {future, watcher}
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if future.done():
+        return future.result()
+    future.cancel()
+    raise ClientDisconnected()
+
+
+async def predict(
+    model: Model, texts: Sequence[str], min_score: float, metrics: Metrics, timings: RequestTimings,
+    receive: Receive,
+) -> list[list[Span]]:  # fmt: skip
+    if model.status != "ready" or model.artifact is None or model.batcher is None:
+        raise ModelUnavailable(f"the {model.task} model is not available: {model.reason}")
+    artifact, batcher = model.artifact, model.batcher
+
+    started = time.perf_counter()
+    encoded: list[Encoded]
+    if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
+        encoded = encode(artifact.tokenizer, texts)
+    else:
+        encoded = await asyncio.to_thread(encode, artifact.tokenizer, texts)
+    plans = [plan_windows(len(e.ids), model.window, model.overlap) for e in encoded]
+    sequences = [e.ids[start:end] for e, ranges in zip(encoded, plans, strict=True) for start, end in ranges]
+    timings.tokenize = time.perf_counter() - started
+    metrics.tokenization.labels(model.task).observe(timings.tokenize)
+
+    result = await _result_unless_disconnected(batcher.submit(sequences), receive)
+    timings.queue, timings.inference = result.queue_seconds, result.inference_seconds
+    timings.batch_size = result.batch_size
+
+    spans: list[list[Span]] = []
+    position = 0
+    for e, ranges in zip(encoded, plans, strict=True):
+        window_probs = result.probs[position : position + len(ranges)]
+        position += len(ranges)
+        spans.append(tag_text(e, ranges, window_probs, artifact.labels, min_score))
+    return spans

@@ -1,0 +1,110 @@
+"""Pair acronyms (short forms) with the long forms they abbreviate.
+
+The model marks `short` and `long` spans; it does not say which belongs to which. A short form is
+paired where the text *defines* it, i.e. where the two spans are adjacent around a parenthesis:
+
+    long form (SF)        convolutional neural networks (CNNs)
+    SF (long form)        CNL (controlled natural language)
+
+(whitespace inside the parentheses is allowed: `language ( CNL )` from pre-tokenized text), and
+the letters agree, Schwartz & Hearst (2003) style: the first letter of the short form is the first
+letter of the long form, and every letter or digit of the short form occurs, in order, in the long
+form, each at or after the previous one. A trailing plural `s` (`CNNs`) may match anywhere.
+
+Once a short form is defined, every use of the same short form in the text (before or after the
+definition) gets that long form; with several definitions of one short form, a use takes the
+nearest definition before it, else the first one after it. Long forms that define nothing are
+reported separately.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from service.tagging import Span
+
+OPEN_PAREN = re.compile(r"\s*[(\[]\s*")
+
+
+@dataclass(frozen=True)
+class Acronym:
+    short: Span
+    long: Span | None
+
+
+@dataclass(frozen=True)
+class Pairing:
+    acronyms: list[Acronym]
+    unpaired_long_forms: list[Span]
+
+
+def short_form_key(text: str) -> str:
+    """`CNNs` and `CNN` name the same thing: drop a plural `s` after an upper-case letter."""
+    if len(text) >= 3 and text.endswith("s") and text[-2].isupper():
+        return text[:-1]
+    return text
+
+
+def letters_match(short: str, long: str) -> bool:
+    """Schwartz–Hearst letter test: the short form's characters appear in order in the long form,
+    the first one at the long form's first character (case-insensitive)."""
+    chars = [c.lower() for c in short_form_key(short) if c.isalnum()]
+    target = long.lower()
+    if not chars or not target or target[0] != chars[0]:
+        return False
+    position = 1
+    for c in chars[1:]:
+        found = target.find(c, position)
+        if found < 0:
+            return False
+        position = found + 1
+    return True
+
+
+def _defines(text: str, first: Span, second: Span) -> bool:
+    """`first (second` with only whitespace around the parenthesis, and `)` right after second."""
+    between = text[first.end : second.start]
+    if not OPEN_PAREN.fullmatch(between):
+        return False
+    after = text[second.end :].lstrip()
+    return after.startswith((")", "]"))
+
+
+def find_definitions(text: str, shorts: list[Span], longs: list[Span]) -> list[tuple[Span, Span]]:
+    """(short, long) pairs that the text defines, in text order of the short form."""
+    pairs = []
+    used_longs: set[Span] = set()
+    for short in shorts:
+        short_text = text[short.start : short.end]
+        for long in longs:
+            if long in used_longs:
+                continue
+            long_text = text[long.start : long.end]
+            adjacent = _defines(text, long, short) or _defines(text, short, long)
+            if adjacent and letters_match(short_text, long_text):
+                pairs.append((short, long))
+                used_longs.add(long)
+                break
+    return pairs
+
+
+def pair_acronyms(text: str, spans: list[Span]) -> Pairing:
+    shorts = sorted((s for s in spans if s.label == "short"), key=lambda s: s.start)
+    longs = sorted((s for s in spans if s.label == "long"), key=lambda s: s.start)
+    definitions = find_definitions(text, shorts, longs)
+
+    by_key: dict[str, list[tuple[Span, Span]]] = {}  # short-form key -> definitions in text order
+    for short, long in definitions:
+        by_key.setdefault(short_form_key(text[short.start : short.end]), []).append((short, long))
+
+    acronyms = []
+    for short in shorts:
+        candidates = by_key.get(short_form_key(text[short.start : short.end]), [])
+        before = [long for defined, long in candidates if defined.start <= short.start]
+        after = [long for defined, long in candidates if defined.start > short.start]
+        long_form = before[-1] if before else (after[0] if after else None)
+        acronyms.append(Acronym(short=short, long=long_form))
+
+    paired = {long for _, long in definitions}
+    return Pairing(acronyms=acronyms, unpaired_long_forms=[s for s in longs if s not in paired])

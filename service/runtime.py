@@ -1,0 +1,72 @@
+"""ONNX Runtime session for one model. Only the batcher calls it (one batch at a time per model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from service.artifacts import ArtifactError
+from service.settings import Settings
+
+INPUT_NAMES = ["input_ids", "attention_mask"]
+OUTPUT_NAME = "logits"
+
+_OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class Runtime(Protocol):
+    """What the batcher needs: padded (ids, mask) int64 arrays -> logits (batch x seq x labels)."""
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
+class OnnxRuntime:
+    def __init__(self, onnx_path: Path, num_labels: int, settings: Settings) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = settings.intra_op_threads
+        options.inter_op_num_threads = settings.inter_op_threads
+        options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization_level]
+        options.log_severity_level = 3  # ORT's own warnings are noise in our JSON logs
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types for a bad graph
+            raise ArtifactError(f"{onnx_path}: not a loadable ONNX model ({e})") from e
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != INPUT_NAMES or outputs != [OUTPUT_NAME]:
+            raise ArtifactError(
+                f"{onnx_path}: inputs {inputs} / outputs {outputs}, expected {INPUT_NAMES} / {[OUTPUT_NAME]}"
+            )
+        self.num_labels = num_labels
+        self.path = onnx_path
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        (logits,) = self.session.run(
+            [OUTPUT_NAME], {"input_ids": input_ids, "attention_mask": attention_mask}
+        )
+        return np.asarray(logits)
+
+
+def warm_up(runtime: Runtime, max_positions: int, num_labels: int, pad_id: int = 0) -> None:
+    """Run a short and a full-window batch so the first client does not pay for lazy initialisation,
+    and check the output shape against the label list while at it."""
+    for batch, length in ((1, min(8, max_positions)), (2, max_positions)):
+        ids = np.full((batch, length), 3, dtype=np.int64)
+        ids[-1, length // 2 :] = pad_id
+        mask = (ids != pad_id).astype(np.int64)
+        logits = runtime(ids, mask)
+        if logits.shape != (batch, length, num_labels):
+            raise ArtifactError(
+                f"logits shape {logits.shape}, expected {(batch, length, num_labels)} "
+                "(does labels.json match the model?)"
+            )
+        if not np.isfinite(logits).all():
+            raise ArtifactError("the model returned non-finite logits")

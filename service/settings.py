@@ -1,0 +1,170 @@
+"""Every setting of the service, in one typed place (docs/contracts.md section 4).
+
+Values come from environment variables prefixed `ALIGNTAG_` (e.g. `ALIGNTAG_PORT=8080`); an empty
+variable counts as unset, so `ALIGNTAG_API_KEY=` in a compose file leaves the API open. Bad values
+and bad combinations are refused at start-up with a message that says how to fix them. Checks that
+need the model (the window against the model's `max_positions`) run when the model is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GraphOptimizationLevel = Literal["disable", "basic", "extended", "all"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALIGNTAG_", env_ignore_empty=True, extra="ignore")
+
+    # --- where to listen
+    host: str = Field(default="0.0.0.0", description="Interface to bind.")
+    port: int = Field(default=8000, ge=1, le=65535, description="TCP port.")
+    graceful_shutdown_seconds: float = Field(
+        default=30.0, gt=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+
+    # --- which models
+    artifacts_dir: Path = Field(
+        default=Path("artifacts"), description="Root holding concepts/ and acronyms/."
+    )
+    concepts_version: str | None = Field(
+        default=None,
+        description="Version directory to serve; unset = the complete one with the newest `created`.",
+    )
+    acronyms_version: str | None = Field(default=None, description="As concepts_version, for acronyms.")
+    onnx_file: str | None = Field(
+        default=None,
+        description="Serve this ONNX file (e.g. model.onnx) instead of the manifest's serve.onnx_file.",
+    )
+
+    # --- ONNX Runtime
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="Threads inside one operator; 0 = ONNX Runtime default."
+    )
+    inter_op_threads: int = Field(
+        default=0, ge=0, description="Threads across operators; 0 = ONNX Runtime default."
+    )
+    graph_optimization_level: GraphOptimizationLevel = Field(
+        default="all", description="ONNX Runtime graph optimizations."
+    )
+
+    # --- hard limits on input
+    max_chars_per_text: int = Field(default=100_000, description="Characters in one text (422 beyond).")
+    max_texts_per_request: int = Field(default=256, description="Texts in one request (422 beyond).")
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, description="Request body bytes (413 beyond).")
+
+    # --- batching (per model)
+    max_batch_tokens: int = Field(default=8192, description="Tokens (sum of sequence lengths) in one batch.")
+    max_batch_requests: int = Field(
+        default=64, description="Sequences (texts or windows of a text) in one batch."
+    )
+    max_queue: int = Field(
+        default=512, description="Requests waiting per model; beyond it 503 + Retry-After."
+    )
+    retry_after_seconds: int = Field(default=1, description="Retry-After sent with a 503 for a full queue.")
+
+    # --- long texts
+    window_tokens: int | None = Field(
+        default=None,
+        description="Tokens per window; unset = the model's max_positions (it may not exceed them).",
+    )
+    window_overlap_tokens: int | None = Field(
+        default=None, description="Tokens shared by consecutive windows; unset = a quarter of the window."
+    )
+
+    # --- access
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, POST endpoints require `Authorization: Bearer <key>`."
+    )
+    protect_metrics: bool = Field(
+        default=False, description="Also require the API key on GET /metrics and GET /info."
+    )
+
+    # --- logging
+    log_level: LogLevel = Field(default="info", description="Log level of the service's JSON logs.")
+    log_requests_text: bool = Field(
+        default=False, description="Put the request texts in the request log line."
+    )
+
+    @field_validator("log_level", "graph_optimization_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "max_chars_per_text",
+        "max_texts_per_request",
+        "max_body_bytes",
+        "max_batch_tokens",
+        "max_batch_requests",
+        "max_queue",
+        "retry_after_seconds",
+    )
+    @classmethod
+    def _positive(cls, value: int, info: object) -> int:
+        if value <= 0:
+            name = getattr(info, "field_name", "value")
+            raise ValueError(f"must be a positive integer; set ALIGNTAG_{str(name).upper()} to 1 or more")
+        return value
+
+    @field_validator("window_tokens")
+    @classmethod
+    def _window_size(cls, value: int | None) -> int | None:
+        if value is not None and value < 2:
+            raise ValueError("a window needs at least 2 tokens; raise ALIGNTAG_WINDOW_TOKENS or unset it")
+        return value
+
+    @field_validator("window_overlap_tokens")
+    @classmethod
+    def _overlap(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError("must be 0 or more; set ALIGNTAG_WINDOW_OVERLAP_TOKENS=0 for no overlap")
+        return value
+
+    @model_validator(mode="after")
+    def _combinations(self) -> Settings:
+        if (
+            self.window_tokens is not None
+            and self.window_overlap_tokens is not None
+            and self.window_overlap_tokens >= self.window_tokens
+        ):
+            raise ValueError(
+                f"ALIGNTAG_WINDOW_OVERLAP_TOKENS={self.window_overlap_tokens} must be smaller than "
+                f"ALIGNTAG_WINDOW_TOKENS={self.window_tokens}: consecutive windows must advance"
+            )
+        if self.window_tokens is not None and self.window_tokens > self.max_batch_tokens:
+            raise ValueError(
+                f"ALIGNTAG_MAX_BATCH_TOKENS={self.max_batch_tokens} cannot hold one window of "
+                f"ALIGNTAG_WINDOW_TOKENS={self.window_tokens}; raise the budget or lower the window"
+            )
+        if self.api_key is not None and not self.api_key.get_secret_value().strip():
+            raise ValueError("ALIGNTAG_API_KEY is blank; set a real key or unset it for an open API")
+        if self.protect_metrics and self.api_key is None:
+            raise ValueError("ALIGNTAG_PROTECT_METRICS=true needs ALIGNTAG_API_KEY; set a key or drop it")
+        return self
+
+    def window_for(self, max_positions: int) -> tuple[int, int]:
+        """(window, overlap) in tokens for a model with `max_positions`; ValueError says how to fix."""
+        window = self.window_tokens or max_positions
+        if window > max_positions:
+            raise ValueError(
+                f"ALIGNTAG_WINDOW_TOKENS={window} exceeds the model's max_positions={max_positions}; "
+                "lower it or unset it"
+            )
+        overlap = self.window_overlap_tokens if self.window_overlap_tokens is not None else window // 4
+        if overlap >= window:
+            raise ValueError(
+                f"ALIGNTAG_WINDOW_OVERLAP_TOKENS={overlap} must be smaller than the window of {window} "
+                "tokens; lower it or unset it for a quarter of the window"
+            )
+        if window > self.max_batch_tokens:
+            raise ValueError(
+                f"ALIGNTAG_MAX_BATCH_TOKENS={self.max_batch_tokens} cannot hold one window of {window} "
+                "tokens; raise it or set a smaller ALIGNTAG_WINDOW_TOKENS"
+            )
+        return window, overlap

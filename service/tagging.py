@@ -1,0 +1,133 @@
+"""From text to token windows, and from per-window label probabilities back to character spans.
+
+Pure functions, no I/O and no ONNX Runtime: the handlers call them around the batcher, and the
+unit tests drive them with hand-made probabilities.
+
+- Tokens come from the artifact's tokenizer with `add_special_tokens=False`; their offsets are
+  Python string indices (the `tokenizers` binding reports code-point offsets), so a span is
+  `text[first token start : last token end]` and `text[start:end] == span.text` holds by
+  construction.
+- A text longer than the window is cut into windows overlapping by `overlap` tokens. Each token
+  takes its prediction from the window in which it sits farthest from a window edge (an edge that
+  is also the text's edge does not count), and spans are decoded once over the merged token
+  sequence, so a span crossing a window edge is found once.
+- BIO decoding: B starts a span, I of the same type extends it, an I with no open span of its type
+  starts one (lenient, as seqeval). The score of a span is the mean over its tokens of the
+  highest label probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tokenizers import Tokenizer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    label: str  # span type: "concept", "short", "long"
+    score: float
+
+    def as_json(self, text: str) -> dict[str, object]:
+        return {"text": text[self.start : self.end], "start": self.start, "end": self.end,
+                "score": round(self.score, 4)}  # fmt: skip
+
+
+def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[Encoded]:
+    if len(texts) == 1:  # encode_batch spins up the Rust thread pool; not worth it for one text
+        encodings = [tokenizer.encode(texts[0], add_special_tokens=False)]
+    else:
+        encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
+    return [Encoded(ids=list(e.ids), offsets=[(int(s), int(t)) for s, t in e.offsets]) for e in encodings]
+
+
+def plan_windows(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) token ranges covering n tokens; consecutive ranges share `overlap` tokens.
+    The last window ends at the text's end (it may overlap its neighbour by more)."""
+    if not 0 <= overlap < window:
+        raise ValueError(f"overlap {overlap} must be in [0, window={window})")
+    if n_tokens <= window:
+        return [(0, n_tokens)] if n_tokens else []
+    stride = window - overlap
+    ranges = []
+    start = 0
+    while start + window < n_tokens:
+        ranges.append((start, start + window))
+        start += stride
+    ranges.append((n_tokens - window, n_tokens))  # full-size last window: more context, same cost
+    return ranges
+
+
+def merge_windows(
+    n_tokens: int, ranges: Sequence[tuple[int, int]], window_probs: Sequence[np.ndarray]
+) -> np.ndarray:
+    """Per-token label probabilities (n_tokens x labels), each token from its most central window.
+
+    Centrality is the distance to the nearer window edge that is not also an edge of the text;
+    ties go to the earlier window, so the result does not depend on batch order.
+    """
+    if not ranges:
+        return np.zeros((0, 0), dtype=np.float32)
+    merged = np.empty((n_tokens, window_probs[0].shape[-1]), dtype=np.float32)
+    best = np.full(n_tokens, -1, dtype=np.int64)
+    for (start, end), probs in zip(ranges, window_probs, strict=True):
+        positions = np.arange(start, end)
+        left = positions - start if start > 0 else np.full(end - start, n_tokens)
+        right = end - 1 - positions if end < n_tokens else np.full(end - start, n_tokens)
+        centrality = np.minimum(left, right)
+        take = centrality > best[start:end]
+        merged[start:end][take] = probs[: end - start][take]
+        best[start:end][take] = centrality[take]
+    return merged
+
+
+def decode_bio(
+    offsets: Sequence[tuple[int, int]], probs: np.ndarray, label_names: Sequence[str]
+) -> list[Span]:
+    """Spans from per-token probabilities (argmax label per token), sorted and non-overlapping."""
+    if len(offsets) == 0:
+        return []
+    label_ids = probs.argmax(-1)
+    top = probs.max(-1)
+    kinds = [None if name == "O" else name.split("-", 1) for name in label_names]
+    spans: list[Span] = []
+    open_span: list | None = None  # [start, end, kind, score sum, token count]
+
+    def close() -> None:
+        if open_span is not None:
+            spans.append(Span(open_span[0], open_span[1], open_span[2], open_span[3] / open_span[4]))
+
+    for (start, end), label_id, p in zip(offsets, label_ids.tolist(), top.tolist(), strict=True):
+        kind = kinds[label_id]
+        if kind is None or start >= end:  # "O", or a zero-width token (never from this tokenizer)
+            close()
+            open_span = None
+            continue
+        prefix, span_type = kind
+        if prefix == "I" and open_span is not None and open_span[2] == span_type:
+            open_span[1] = end
+            open_span[3] += p
+            open_span[4] += 1
+        else:
+            close()
+            open_span = [start, end, span_type, p, 1]
+    close()
+    return spans
+
+
+def tag_text(
+    encoded: Encoded, ranges: Sequence[tuple[int, int]], window_probs: Sequence[np.ndarray],
+    label_names: Sequence[str], min_score: float,
+) -> list[Span]:  # fmt: skip
+    probs = merge_windows(len(encoded.ids), ranges, window_probs)
+    return [s for s in decode_bio(encoded.offsets, probs, label_names) if s.score >= min_score]
