@@ -145,7 +145,9 @@ def run_experiment(
                             cfg.finetune,
                             seed=seed,
                             max_examples=n,
-                            epochs=epochs_for(n, cfg.finetune.batch_size, exp),
+                            batch_size=exp.batch_size,
+                            epochs=exp.epochs,
+                            min_steps=exp.min_steps,
                         )
                         jobs.append(
                             {
