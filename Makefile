@@ -4,7 +4,11 @@ SHELL := /bin/bash
 
 PYTHON ?= python3.11
 VENV ?= .venv
-PY := $(VENV)/bin/python
+# PY=python uses an interpreter that already has the dependencies (the Docker build stage).
+PY ?= $(VENV)/bin/python
+ifeq ($(PY),$(VENV)/bin/python)
+SETUP := setup
+endif
 CONFIG ?= small
 PORT ?= 8000
 ARTIFACTS_DIR ?= artifacts
@@ -44,10 +48,10 @@ debian-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-build-model: setup debian-deps
+build-model: $(SETUP) debian-deps
 	$(PY) -m model_build build --config $(CONFIG) --artifacts-dir $(ARTIFACTS_DIR)
 
-serve: setup
+serve: $(SETUP)
 	ALIGNTAG_PORT=$(PORT) ALIGNTAG_ARTIFACTS_DIR=$(ARTIFACTS_DIR) $(PY) -m service
 
 # The README's first command: everything from a fresh clone to a serving API.

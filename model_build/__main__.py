@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from model_build.config import CONFIGS, default_data_dir, get_config
 
@@ -97,12 +100,24 @@ def main(argv: list[str] | None = None) -> int:
     from model_build.pipeline import Stages
 
     stages = Stages(get_config(args.config), data_dir, work_dir)
-    corpus_dir, corpus_fp = stages.corpus()
     if args.command == "corpus":
+        corpus_dir, _ = stages.corpus()
         print((corpus_dir / "stats.json").read_text())
         return 0
+    # Under torchrun every rank runs this; only rank 0 writes the data stages, the others wait.
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if dist.get_rank() == 0:
+            stages.prepare_pretraining_data()
+        dist.barrier()
+    corpus_dir, corpus_fp = stages.corpus()
     tokenizer_path, tokenizer_fp = stages.tokenizer(corpus_dir, corpus_fp)
     checkpoint, summary = stages.pretrain(corpus_dir, tokenizer_path, tokenizer_fp, args.recipe)
+    if distributed and dist.get_rank() != 0:
+        return 0
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2, default=str))
     print(f"checkpoint: {checkpoint}")
     return 0

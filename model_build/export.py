@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -49,6 +50,9 @@ def sha256_file(path: Path) -> str:
 
 
 def git_commit() -> str:
+    """The build's commit; ALIGNTAG_BUILD_COMMIT wins (a Docker build context has no .git)."""
+    if os.environ.get("ALIGNTAG_BUILD_COMMIT"):
+        return os.environ["ALIGNTAG_BUILD_COMMIT"]
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10

@@ -132,18 +132,22 @@ class Encoder(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         if mlm_labels is not None:
             masked = mlm_labels != IGNORE
-            if masked.any():
-                logits = self.mlm_logits(hidden[masked])
-                losses["mlm"] = F.cross_entropy(logits, mlm_labels[masked], label_smoothing=label_smoothing)
+            logits = self.mlm_logits(hidden[masked])
+            summed = F.cross_entropy(logits, mlm_labels[masked], label_smoothing=label_smoothing, reduction="sum")
+            losses["mlm"] = summed / masked.sum().clamp(min=1)
         for task, task_labels in (labels or {}).items():
-            if (task_labels != IGNORE).any():
-                logits = out[task]
-                losses[task] = F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]),
-                    task_labels.reshape(-1),
-                    ignore_index=IGNORE,
-                    label_smoothing=label_smoothing,
-                )
+            # Summed, then divided by the labelled count (at least 1): a batch with no labelled
+            # token gives loss 0 instead of NaN, and every head stays in the autograd graph (DDP
+            # requires each parameter to receive a gradient on every rank).
+            logits = out[task]
+            summed = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                task_labels.reshape(-1),
+                ignore_index=IGNORE,
+                label_smoothing=label_smoothing,
+                reduction="sum",
+            )
+            losses[task] = summed / (task_labels != IGNORE).sum().clamp(min=1)
         weights = loss_weights or {}
         for name, value in losses.items():
             out[f"loss_{name}"] = value.detach()

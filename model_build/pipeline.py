@@ -78,14 +78,7 @@ class Stages:
         self._timed("tokenizer", t0)
         return path, fp
 
-    def pretrain(
-        self,
-        corpus_dir: Path,
-        tokenizer_path: Path,
-        tokenizer_fp: str,
-        recipe: str,
-        stop_after: int | None = None,
-    ) -> tuple[Path, dict]:
+    def token_streams(self, corpus_dir: Path, tokenizer_path: Path, tokenizer_fp: str) -> dict[str, dict]:
         t0 = time.perf_counter()
         streams = {
             split: tokenize_corpus(
@@ -96,6 +89,23 @@ class Stages:
             for split in ("train", "valid")
         }
         self._timed("tokenize", t0)
+        return streams
+
+    def prepare_pretraining_data(self) -> None:
+        """Corpus, tokenizer and token streams: everything pretraining reads."""
+        corpus_dir, corpus_fp = self.corpus()
+        tokenizer_path, tokenizer_fp = self.tokenizer(corpus_dir, corpus_fp)
+        self.token_streams(corpus_dir, tokenizer_path, tokenizer_fp)
+
+    def pretrain(
+        self,
+        corpus_dir: Path,
+        tokenizer_path: Path,
+        tokenizer_fp: str,
+        recipe: str,
+        stop_after: int | None = None,
+    ) -> tuple[Path, dict]:
+        streams = self.token_streams(corpus_dir, tokenizer_path, tokenizer_fp)
         t0 = time.perf_counter()
         vocab = load_tokenizer(tokenizer_path).get_vocab_size()
         model_cfg = replace(self.cfg.model, vocab_size=vocab)

@@ -148,6 +148,8 @@ def pretrain(
             model.load_state_dict(ckpt["state_dict"])
             optimizer.load_state_dict(ckpt["optimizer"])
             start_step, history = ckpt["step"], ckpt["history"]
+    if cfg.recipe == "mlm":  # MLM never trains the tagging heads; frozen, DDP skips them too
+        model.heads.requires_grad_(False)
     train_model: torch.nn.Module = model
     if distributed:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -187,7 +189,7 @@ def pretrain(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         tokens += batch["input_ids"].numel()
-        record = {"step": step + 1, **{k: round(float(v), 4) for k, v in out.items() if k.startswith("loss")}}
+        record = {"step": step + 1, **{k: round(float(v.detach()), 4) for k, v in out.items() if k.startswith("loss")}}
         history.append(record)
         bar.set_postfix(loss=record["loss"], tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end_step):

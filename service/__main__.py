@@ -7,7 +7,9 @@ runs the app's shutdown and exits 0.
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 from pydantic import ValidationError
@@ -27,7 +29,15 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def main() -> None:
+    # uvicorn handles SIGTERM itself (stop accepting, drain, shut down) and then re-raises the signal
+    # to the handler that was installed before it. With the default handler that would end the
+    # process "killed by SIGTERM" (exit status -15); ours makes a drained shutdown exit 0.
+    signal.signal(signal.SIGTERM, exit_cleanly)
     settings = load_settings()
     configure_logging(settings.log_level)
     uvicorn.run(

@@ -324,7 +324,7 @@ def replay(body: bytes, receive: Receive) -> Receive:
 def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory | None = None) -> FastAPI:
     """The service as an ASGI app; models are loaded by its lifespan (start-up)."""
     settings = settings or Settings()
-    factory = runtime_factory or onnx_runtime_factory
+    factory = runtime_factory if runtime_factory is not None else onnx_runtime_factory
     metrics = Metrics()
     models: dict[str, Model] = {task: Model(task=task) for task in TASKS}
 

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from service.artifacts import Artifact, ArtifactError, load_artifact
@@ -54,7 +54,6 @@ class Model:
     batcher: Batcher | None = None
     window: int = 0
     overlap: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def version(self) -> str:

@@ -1,0 +1,263 @@
+"""The tiny build end to end: corpus -> tokenizer -> pretrain -> finetune -> evaluate -> export,
+with resume, DDP, export validation and the experiment report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from model_build.config import get_config
+from model_build.export import ExportError, sha256_file, validate_onnx, verify_artifact
+from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, Tagger, load_encoder
+from model_build.pretrain import pretrain
+from model_build.tokenizer import load_tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LABELS = {"concepts": list(CONCEPT_LABELS), "acronyms": list(ACRONYM_LABELS)}
+
+
+def version_dir(artifacts: Path, task: str) -> Path:
+    (only,) = [p for p in (artifacts / task).iterdir() if (p / "manifest.json").exists()]
+    return only
+
+
+@pytest.mark.parametrize("task", ["concepts", "acronyms"])
+def test_tiny_build_publishes_a_complete_artifact(tiny_artifacts_dir: Path, task: str) -> None:
+    vdir = version_dir(tiny_artifacts_dir, task)
+    manifest = verify_artifact(vdir)  # schema and every checksum
+    assert manifest["task"] == task
+    assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx", "tokenizer.json", "labels.json"}
+    assert json.loads((vdir / "labels.json").read_text()) == LABELS[task]
+    assert manifest["model"]["config_name"] == "tiny"
+    assert manifest["model"]["hidden"] == 64 and manifest["model"]["layers"] == 2
+    assert manifest["model"]["num_labels"] == len(LABELS[task])
+    assert manifest["pretraining"]["recipe"] == "aligned"
+    assert manifest["pretraining"]["objectives"] == ["mlm", "concepts", "acronyms"]
+    assert manifest["finetuning"]["zero_shot"] is False
+    assert manifest["finetuning"]["examples"] == 48
+    assert manifest["export"]["max_abs_diff_vs_torch"] <= 1e-3
+    assert manifest["serve"]["onnx_file"] in ("model.onnx", "model.int8.onnx")
+    for precision in ("fp32", "int8"):
+        assert 0.0 <= manifest["evaluation"][precision]["f1"] <= 100.0
+    assert 0.0 <= manifest["evaluation"]["int8"]["argmax_agreement"] <= 1.0
+    assert manifest["evaluation"]["examples"] == 40
+    assert len(manifest["build"]["commit"]) in (40, 7) or manifest["build"]["commit"] == "unknown"
+    assert not list((tiny_artifacts_dir / task).glob(".tmp-*")), "temporary build directory left behind"
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.int8.onnx"])
+def test_onnx_graph_has_contract_io(tiny_artifacts_dir: Path, name: str) -> None:
+    session = ort.InferenceSession(str(version_dir(tiny_artifacts_dir, "acronyms") / name))
+    inputs = {i.name: (i.type, i.shape) for i in session.get_inputs()}
+    assert inputs == {
+        "input_ids": ("tensor(int64)", ["batch", "sequence"]),
+        "attention_mask": ("tensor(int64)", ["batch", "sequence"]),
+    }
+    (out,) = session.get_outputs()
+    assert (out.name, out.type, out.shape[:2]) == ("logits", "tensor(float)", ["batch", "sequence"])
+    ids = np.array([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]], dtype=np.int64)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=np.int64)
+    (logits,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    assert logits.shape == (2, 5, len(ACRONYM_LABELS)) and logits.dtype == np.float32
+
+
+def _tagger_and_tokenizer(tiny_build_dir: Path, task: str):  # type: ignore[no-untyped-def]
+    work = tiny_build_dir / "work"
+    model, _ = load_encoder(work / f"finetune-{task}-aligned" / "model.pt")
+    return Tagger(model, task).eval(), load_tokenizer(work / "tokenizer" / "tokenizer.json")
+
+
+def test_truncated_onnx_file_is_refused(
+    tiny_build_dir: Path, tiny_artifacts_dir: Path, tmp_path: Path
+) -> None:
+    tagger, tok = _tagger_and_tokenizer(tiny_build_dir, "concepts")
+    broken = tmp_path / "model.onnx"
+    data = (version_dir(tiny_artifacts_dir, "concepts") / "model.onnx").read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ExportError, match=r"^model\.onnx: not a loadable ONNX model"):
+        validate_onnx(broken, tagger, tok, ["some text"] * 8, 1e-3, 64)
+
+
+def test_wrong_output_name_is_refused(tiny_build_dir: Path, tiny_artifacts_dir: Path, tmp_path: Path) -> None:
+    tagger, tok = _tagger_and_tokenizer(tiny_build_dir, "concepts")
+    model = onnx.load(str(version_dir(tiny_artifacts_dir, "concepts") / "model.onnx"))
+    old = model.graph.output[0].name
+    model.graph.output[0].name = "scores"
+    for node in model.graph.node:
+        node.output[:] = ["scores" if o == old else o for o in node.output]
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(
+        ExportError, match=r"outputs \['scores'\], expected \['input_ids', 'attention_mask'\] / \['logits'\]"
+    ):
+        validate_onnx(path, tagger, tok, ["some text"] * 8, 1e-3, 64)
+
+
+def test_values_beyond_tolerance_are_refused(tiny_build_dir: Path, tiny_artifacts_dir: Path) -> None:
+    tagger, tok = _tagger_and_tokenizer(tiny_build_dir, "acronyms")
+    path = version_dir(tiny_artifacts_dir, "acronyms") / "model.onnx"
+    texts = ["The convolutional neural network (CNN) works."] * 8
+    report = validate_onnx(path, tagger, tok, texts, 1e-3, 64)
+    assert 0.0 <= report["max_abs_diff_vs_torch"] <= 1e-3
+    assert report["checked_batch_x_seq"][0][0] == 1 and report["checked_batch_x_seq"][-1][0] == 8
+    with pytest.raises(ExportError, match=r"max \|logit difference\| vs PyTorch"):
+        validate_onnx(path, tagger, tok, texts, -1.0, 64)  # no export meets a negative tolerance
+
+
+def test_checksum_mismatch_names_the_file(tiny_artifacts_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "v"
+    shutil.copytree(version_dir(tiny_artifacts_dir, "concepts"), copy)
+    (copy / "labels.json").write_text('["O", "B-concept", "I-concept", "X"]')
+    with pytest.raises(ExportError, match=r"labels\.json: sha256 does not match the manifest$"):
+        verify_artifact(copy)
+    assert (
+        sha256_file(copy / "tokenizer.json")
+        == json.loads((copy / "manifest.json").read_text())["files"]["tokenizer.json"]
+    )
+
+
+def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: Path) -> None:
+    """Stop after 3 of 6 steps, resume: the losses of steps 4-6 equal an uninterrupted run's."""
+    import torch
+
+    work = tiny_build_dir / "work"
+    (train_path,) = work.glob("tokens-train-*.npz")
+    stream = dict(np.load(train_path))
+    cfg = get_config("tiny")
+    model_cfg = replace(
+        cfg.model, vocab_size=load_tokenizer(work / "tokenizer" / "tokenizer.json").get_vocab_size()
+    )
+    pre_cfg = replace(cfg.pretrain, steps=6, checkpoint_every=100)
+    pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "straight")
+    first = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed", stop_after=3)
+    assert first["step"] == 3 and not (tmp_path / "resumed" / "final.pt").exists()
+    resumed = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed")
+    assert resumed["final_train_losses"]["step"] == 6
+    straight_history = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["history"]
+    resumed_history = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["history"]
+    assert [h["step"] for h in resumed_history] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose(
+        [h["loss"] for h in straight_history], [h["loss"] for h in resumed_history], rtol=0, atol=1e-4
+    )
+
+
+def test_interrupted_build_resumes_and_publishes(labelled_data_dir: Path, tmp_path: Path) -> None:
+    """Kill -9 during pretraining: nothing is published; the rerun resumes and completes."""
+    work, artifacts = tmp_path / "work", tmp_path / "artifacts"
+    cmd = [
+        sys.executable,
+        "-m",
+        "model_build",
+        "build",
+        "--config",
+        "tiny",
+        "--data-dir",
+        str(labelled_data_dir),
+        "--work-dir",
+        str(work),
+        "--artifacts-dir",
+        str(artifacts),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not list(work.glob("pretrain-aligned-*/checkpoint.pt")):
+        assert proc.poll() is None, "build ended before its first pretraining checkpoint"
+        assert time.monotonic() < deadline, "no pretraining checkpoint within 300 s"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(work.glob("pretrain-aligned-*/final.pt")), "killed too late: pretraining had finished"
+    assert not list(artifacts.glob("*/*/manifest.json")), "an artifact was published by a killed build"
+    import torch
+
+    (ckpt,) = work.glob("pretrain-aligned-*/checkpoint.pt")
+    step_at_kill = torch.load(ckpt, weights_only=False)["step"]
+    assert 0 < step_at_kill < get_config("tiny").pretrain.steps
+    rerun = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    summary = json.loads(next(work.glob("pretrain-aligned-*/pretrain.json")).read_text())
+    history = torch.load(ckpt, weights_only=False)["history"]
+    assert [h["step"] for h in history] == list(range(1, summary["steps"] + 1))
+    for task in ("concepts", "acronyms"):
+        verify_artifact(version_dir(artifacts, task))
+    # A second run with nothing changed publishes nothing new.
+    again = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0
+    assert len(list(artifacts.glob("*/*/manifest.json"))) == 2
+
+
+def test_ddp_pretraining_on_two_cpu_processes(
+    tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    shutil.copytree(tiny_build_dir / "work", work, ignore=shutil.ignore_patterns("pretrain-*", "finetune-*"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "model_build",
+        "pretrain",
+        "--config",
+        "tiny",
+        "--recipe",
+        "mlm",
+        "--data-dir",
+        str(labelled_data_dir),
+        "--work-dir",
+        str(work),
+    ]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(next(work.glob("pretrain-mlm-*/pretrain.json")).read_text())
+    assert summary["world_size"] == 2
+    assert summary["objectives"] == ["mlm"]
+    assert summary["steps"] == get_config("tiny").pretrain.steps
+    assert np.isfinite(summary["final_train_losses"]["loss"])
+
+
+def test_experiment_writes_report_results_and_plot(
+    tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path
+) -> None:
+    from model_build.experiment import ExperimentConfig, run_experiment
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_build_dir / "work", work, ignore=shutil.ignore_patterns("finetune-*"))
+    exp = ExperimentConfig(sizes=(0, 12), seeds=(0,), min_steps=4, epochs=1, eval_max_examples=12, workers=1)
+    report = tmp_path / "report"
+    results = run_experiment("tiny", labelled_data_dir, work, report, exp)
+    rows = json.loads((report / "results.json").read_text())
+    keys = {"task", "dataset", "recipe", "config", "n", "seed", "metric", "value"}
+    assert rows and all(set(r) == keys for r in rows)
+    combos = {(r["task"], r["recipe"], r["n"]) for r in rows}
+    for task in ("acronyms", "concepts"):
+        for recipe in ("aligned", "mlm"):
+            assert {(task, recipe, 0), (task, recipe, 12)} <= combos
+    assert ("acronyms", "rule-matcher", 0) in combos
+    assert all(0.0 <= r["value"] <= 100.0 for r in rows)
+    assert any(r["metric"] == "sdu_macro_f1" for r in rows if r["task"] == "acronyms")
+    text = (report / "report.md").read_text()
+    assert "| acronyms | sdu21-dev | aligned |" in text and "| concepts | inspec-dev | mlm |" in text
+    assert (report / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(results) == 2 * 2 * 2 + 2
+    # Rerun: every run is already saved, nothing is recomputed.
+    t0 = time.perf_counter()
+    run_experiment("tiny", labelled_data_dir, work, report, exp)
+    assert time.perf_counter() - t0 < 60

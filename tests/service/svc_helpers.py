@@ -1,0 +1,113 @@
+"""Helpers shared by the service tests (imported as `svc_helpers`; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+from service.artifacts import Artifact
+from service.models import onnx_runtime_factory
+from service.runtime import Runtime
+from service.settings import Settings
+
+MakeClient = Callable[..., TestClient]  # the make_client fixture (tests/service/conftest.py)
+
+
+def lead_conftest() -> ModuleType:
+    """tests/conftest.py as a module, for its helpers (start_service, wait_ready, free_port).
+    `import conftest` would be ambiguous next to tests/service/conftest.py, so load it by path."""
+    path = Path(__file__).resolve().parents[1] / "conftest.py"
+    spec = importlib.util.spec_from_file_location("aligntag_lead_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class ControlledRuntime:
+    """Wraps the real ONNX runtime; a test can make it block (gate) or fail, after warm-up."""
+
+    def __init__(self, inner: Runtime) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail = False
+        self.calls: list[np.ndarray] = []
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        self.calls.append(input_ids.copy())
+        self.entered.set()
+        assert self.gate.wait(20), "test left the gate closed"
+        if self.fail:
+            raise RuntimeError("injected failure")
+        return self.inner(input_ids, attention_mask)
+
+
+class ControlledRuntimes(dict[str, ControlledRuntime]):
+    """A runtime factory that remembers the runtime it made for each task."""
+
+    def __call__(self, artifact: Artifact, settings: Settings) -> Runtime:
+        runtime = ControlledRuntime(onnx_runtime_factory(artifact, settings))
+        self[artifact.task] = runtime
+        return runtime
+
+
+def version_dir(artifacts_dir: Path, task: str) -> Path:
+    (directory,) = [d for d in (artifacts_dir / task).iterdir() if (d / "manifest.json").exists()]
+    return directory
+
+
+def flip_byte(path: Path, offset: int = 100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+class TokenwiseRuntime:
+    """Fake model whose logits for a token depend on its id alone: windowing cannot change any
+    prediction, so windowed and unwindowed spans must be identical."""
+
+    def __init__(self, num_labels: int) -> None:
+        self.table = np.random.default_rng(0).normal(0.0, 3.0, size=(97, num_labels)).astype(np.float32)
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.table[input_ids % len(self.table)]
+
+
+class OneSpanRuntime:
+    """Fake model: the first token of a sequence is B, every other token I (label ids 1 and 2), so a
+    short text is one span from its first to its last token."""
+
+    def __init__(self, num_labels: int) -> None:
+        self.num_labels = num_labels
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        logits = np.zeros((*input_ids.shape, self.num_labels), dtype=np.float32)
+        logits[:, 0, 1] = 20.0
+        logits[:, 1:, 2] = 20.0
+        return logits
+
+
+def tokenwise_factory(artifact: Artifact, settings: Settings) -> Runtime:
+    return TokenwiseRuntime(len(artifact.labels))
+
+
+def one_span_factory(artifact: Artifact, settings: Settings) -> Runtime:
+    return OneSpanRuntime(len(artifact.labels))
+
+
+def check_spans(text: str, spans: list[dict]) -> None:
+    """The offset contract: exact text, sorted, non-overlapping, no duplicates, scores in [0, 1]."""
+    previous_end = 0
+    for span in spans:
+        assert text[span["start"] : span["end"]] == span["text"], span
+        assert 0 <= previous_end <= span["start"] < span["end"] <= len(text), span
+        assert 0.0 <= span["score"] <= 1.0
+        previous_end = span["end"]

@@ -1,0 +1,221 @@
+"""The batcher (service/batcher.py) with injected runtimes: batching, overload, failures, departures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.batcher import Batcher, length_groups, run_sequences
+from service.errors import InferenceFailed, Overloaded
+from service.metrics import Metrics
+
+N_LABELS = 3
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro_fn(), timeout=20))
+
+
+class RecordingRuntime:
+    """Returns logits that encode the token id, records every call; can block or fail on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[np.ndarray] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail = False
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.calls.append(ids.copy())
+        self.entered.set()
+        assert self.gate.wait(10)
+        if self.fail:
+            raise RuntimeError("boom")
+        logits = np.zeros((*ids.shape, N_LABELS), dtype=np.float32)
+        logits[..., 1] = ids  # label-1 logit = token id: lets the test recognise each sequence
+        return logits
+
+
+def make(runtime: RecordingRuntime, **caps: int) -> Batcher:
+    options = {"max_batch_tokens": 1000, "max_batch_requests": 100, "max_queue": 10, **caps}
+    return Batcher("concepts", runtime, metrics=Metrics(), **options)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.001)
+
+
+def rejected(batcher: Batcher, reason: str) -> float:
+    value = batcher.metrics.registry.get_sample_value(
+        "aligntag_rejected_requests_total", {"model": "concepts", "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_length_groups_limit_padding() -> None:
+    assert length_groups([5, 5, 5]) == [[0, 1, 2]]
+    assert length_groups([500, 5, 6]) == [[1, 2], [0]]
+    assert sorted(i for g in length_groups([3, 1, 4, 1, 5, 9, 2, 6]) for i in g) == list(range(8))
+
+
+def test_run_sequences_returns_unpadded_probabilities_in_input_order() -> None:
+    runtime = RecordingRuntime()
+    seqs = [[7, 8, 9], [4], [5, 6]]
+    probs = run_sequences(runtime, seqs, pad_id=0)
+    assert [p.shape for p in probs] == [(3, N_LABELS), (1, N_LABELS), (2, N_LABELS)]
+    np.testing.assert_allclose(probs[0].sum(-1), 1.0, rtol=1e-6)
+    assert probs[1][0].argmax() == 1
+
+
+def test_idle_batcher_runs_a_lone_request_at_once() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime)
+        batcher.start()
+        result = await batcher.submit([[5, 6, 7]])
+        assert len(result.probs) == 1 and result.batch_size == 1
+        assert [c.tolist() for c in runtime.calls] == [[[5, 6, 7]]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_requests_arriving_during_a_batch_run_together_next() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime)
+        batcher.start()
+        runtime.gate.clear()
+        first = batcher.submit([[1, 1]])
+        await until(runtime.entered.is_set)  # the worker is busy with `first`
+        later = [batcher.submit([[2, 2]]), batcher.submit([[3, 3, 3]]), batcher.submit([[4]])]
+        assert batcher.queue_depth == 3
+        runtime.gate.set()
+        await first
+        results = await asyncio.gather(*later)
+        assert [r.batch_size for r in results] == [3, 3, 3]
+        # One ONNX call per length group: [[4], [2, 2], [3, 3, 3]] sorted by length fit in one group.
+        assert len(runtime.calls) == 2
+        assert runtime.calls[1].tolist() == [[4, 0, 0], [2, 2, 0], [3, 3, 3]]
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_token_budget_and_request_cap_split_batches_fifo() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime, max_batch_tokens=4, max_batch_requests=2)
+        batcher.start()
+        runtime.gate.clear()
+        blocker = batcher.submit([[9]])
+        await until(runtime.entered.is_set)
+        job = batcher.submit([[1, 1], [2, 2], [3], [4], [5]])  # 5 sequences, 7 tokens
+        runtime.gate.set()
+        await blocker
+        result = await job
+        assert [p[0].argmax() for p in result.probs] == [1] * 5
+        batches = [c.shape[0] for c in runtime.calls[1:]]
+        assert batches == [2, 2, 1]  # ([1,1],[2,2]) tokens 4; ([3],[4]) cap 2; ([5])
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_full_queue_refuses_at_once_with_retry_after() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime, max_queue=1)
+        batcher.start()
+        runtime.gate.clear()
+        running = batcher.submit([[1]])
+        await until(runtime.entered.is_set)
+        waiting = batcher.submit([[2]])
+        with pytest.raises(Overloaded) as refused:
+            batcher.submit([[3]])
+        assert refused.value.message == "the concepts queue is full (1 requests waiting); retry later"
+        assert refused.value.headers == {"Retry-After": "1"}
+        assert rejected(batcher, "queue_full") == 1
+        runtime.gate.set()
+        await asyncio.gather(running, waiting)
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_failed_batch_fails_every_waiter_and_the_worker_carries_on() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime)
+        batcher.start()
+        runtime.gate.clear()
+        blocker = batcher.submit([[1]])
+        await until(runtime.entered.is_set)
+        doomed = [batcher.submit([[2]]), batcher.submit([[3], [4]])]
+        runtime.fail = True
+        runtime.gate.set()
+        outcomes = await asyncio.gather(blocker, *doomed, return_exceptions=True)
+        assert all(isinstance(o, InferenceFailed) for o in outcomes)
+        assert str(outcomes[0]) == "inference failed on the concepts model (RuntimeError)"
+        runtime.fail = False
+        assert len((await batcher.submit([[5]])).probs) == 1  # still serving
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_job_of_a_departed_client_is_dropped_before_running() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime)
+        batcher.start()
+        runtime.gate.clear()
+        blocker = batcher.submit([[1]])
+        await until(runtime.entered.is_set)
+        gone = batcher.submit([[7, 7, 7]])
+        kept = batcher.submit([[2]])
+        gone.cancel()  # what the handler does when the client disconnects
+        runtime.gate.set()
+        await asyncio.gather(blocker, kept)
+        assert [c.tolist() for c in runtime.calls] == [[[1]], [[2]]]  # [7, 7, 7] never ran
+        assert rejected(batcher, "client_disconnected") == 1
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_empty_job_resolves_without_running() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime)
+        batcher.start()
+        result = await batcher.submit([])
+        assert result.probs == [] and runtime.calls == []
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_metrics_record_batches() -> None:
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime)
+        batcher.start()
+        await batcher.submit([[1, 2, 3], [4, 5]])
+        registry = batcher.metrics.registry
+        labels = {"model": "concepts"}
+        assert registry.get_sample_value("aligntag_batch_size_sum", labels) == 2
+        assert registry.get_sample_value("aligntag_batch_tokens_sum", labels) == 5
+        assert registry.get_sample_value("aligntag_inference_seconds_count", labels) == 1
+        assert registry.get_sample_value("aligntag_queue_wait_seconds_count", labels) == 1
+        assert registry.get_sample_value("aligntag_queue_depth", labels) == 0
+        await batcher.stop()
+
+    run(scenario)

@@ -1,0 +1,129 @@
+"""Acronym pairing (service/pairing.py) on constructed span lists: independent of model quality."""
+
+from __future__ import annotations
+
+from service.pairing import letters_match, pair_acronyms, short_form_key
+from service.tagging import Span
+
+
+def span(text: str, part: str, label: str, occurrence: int = 0, score: float = 0.9) -> Span:
+    start = -1
+    for _ in range(occurrence + 1):
+        start = text.index(part, start + 1)
+    return Span(start, start + len(part), label, score)
+
+
+def pairs(text: str, spans: list[Span]) -> list[tuple[str, str | None]]:
+    result = pair_acronyms(text, spans)
+    return [
+        (text[a.short.start : a.short.end], text[a.long.start : a.long.end] if a.long else None)
+        for a in result.acronyms
+    ]
+
+
+def test_long_form_then_parenthesised_plural_short_form() -> None:
+    text = "We train convolutional neural networks (CNNs) on images."
+    spans = [span(text, "convolutional neural networks", "long"), span(text, "CNNs", "short")]
+    assert pairs(text, spans) == [("CNNs", "convolutional neural networks")]
+    assert pair_acronyms(text, spans).unpaired_long_forms == []
+
+
+def test_short_form_then_parenthesised_long_form() -> None:
+    text = "CNL (controlled natural language) is easy to read."
+    spans = [span(text, "CNL", "short"), span(text, "controlled natural language", "long")]
+    assert pairs(text, spans) == [("CNL", "controlled natural language")]
+
+
+def test_pre_tokenized_parentheses() -> None:
+    text = "a controlled natural language ( CNL ) for rules"
+    spans = [span(text, "controlled natural language", "long"), span(text, "CNL", "short")]
+    assert pairs(text, spans) == [("CNL", "controlled natural language")]
+
+
+def test_two_definitions_in_one_text() -> None:
+    text = "Both support vector machines (SVM) and random forests (RF) were tried; SVM won over RF."
+    spans = sorted(
+        [
+            span(text, "support vector machines", "long"),
+            span(text, "SVM", "short"),
+            span(text, "random forests", "long"),
+            span(text, "RF", "short"),
+            span(text, "SVM", "short", occurrence=1),
+            span(text, "RF", "short", occurrence=1),
+        ],
+        key=lambda s: s.start,
+    )
+    assert pairs(text, spans) == [
+        ("SVM", "support vector machines"),
+        ("RF", "random forests"),
+        ("SVM", "support vector machines"),
+        ("RF", "random forests"),
+    ]
+
+
+def test_acronym_used_before_its_definition_gets_the_long_form() -> None:
+    text = "NLP is everywhere. Natural language processing (NLP) studies text; NLP tools abound."
+    spans = [
+        span(text, "NLP", "short"),
+        span(text, "Natural language processing", "long"),
+        span(text, "NLP", "short", occurrence=1),
+        span(text, "NLP", "short", occurrence=2),
+    ]
+    assert pairs(text, spans) == [("NLP", "Natural language processing")] * 3
+
+
+def test_plural_use_takes_the_singular_definition() -> None:
+    text = "A graphics processing unit (GPU) is fast; two GPUs are faster."
+    spans = [span(text, "graphics processing unit", "long"), span(text, "GPU", "short"),
+             span(text, "GPUs", "short")]  # fmt: skip
+    assert pairs(text, spans) == [("GPU", "graphics processing unit"), ("GPUs", "graphics processing unit")]
+
+
+def test_letters_must_match() -> None:
+    text = "We use deep learning (CNN) here."
+    spans = [span(text, "deep learning", "long"), span(text, "CNN", "short")]
+    result = pair_acronyms(text, spans)
+    assert pairs(text, spans) == [("CNN", None)]
+    assert [(s.start, s.end) for s in result.unpaired_long_forms] == [(7, 20)]
+
+
+def test_adjacency_is_required() -> None:
+    text = "Convolutional neural networks are common. CNN results (see below) vary."
+    spans = [span(text, "Convolutional neural networks", "long"), span(text, "CNN", "short")]
+    assert pairs(text, spans) == [("CNN", None)]
+    assert len(pair_acronyms(text, spans).unpaired_long_forms) == 1
+
+
+def test_unpaired_short_and_long_forms() -> None:
+    text = "The API is documented; the long form application programming interface stands alone."
+    spans = [span(text, "API", "short"), span(text, "application programming interface", "long")]
+    result = pair_acronyms(text, spans)
+    assert pairs(text, spans) == [("API", None)]
+    assert [text[s.start : s.end] for s in result.unpaired_long_forms] == [
+        "application programming interface"
+    ]
+
+
+def test_nearest_preceding_definition_wins_for_a_redefined_short_form() -> None:
+    text = "PM (project manager) meets PM (prime minister); later the PM spoke."
+    spans = [
+        span(text, "PM", "short"), span(text, "project manager", "long"),
+        span(text, "PM", "short", 1), span(text, "prime minister", "long"),
+        span(text, "PM", "short", 2),
+    ]  # fmt: skip
+    assert pairs(text, spans) == [
+        ("PM", "project manager"),
+        ("PM", "prime minister"),
+        ("PM", "prime minister"),
+    ]
+
+
+def test_letters_match_rules() -> None:
+    assert letters_match("CNNs", "convolutional neural networks")
+    assert letters_match("HMM", "hidden Markov model")
+    assert letters_match("3D", "3 dimensional")
+    assert not letters_match("CNN", "neural networks")  # first letter must start the long form
+    assert not letters_match("XYZ", "x-ray")
+    assert not letters_match("", "anything")
+    assert short_form_key("CNNs") == "CNN"
+    assert short_form_key("Ts") == "Ts" and short_form_key("BUS") == "BUS"
