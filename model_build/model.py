@@ -133,7 +133,9 @@ class Encoder(nn.Module):
         if mlm_labels is not None:
             masked = mlm_labels != IGNORE
             logits = self.mlm_logits(hidden[masked])
-            summed = F.cross_entropy(logits, mlm_labels[masked], label_smoothing=label_smoothing, reduction="sum")
+            summed = F.cross_entropy(
+                logits, mlm_labels[masked], label_smoothing=label_smoothing, reduction="sum"
+            )
             losses["mlm"] = summed / masked.sum().clamp(min=1)
         for task, task_labels in (labels or {}).items():
             # Summed, then divided by the labelled count (at least 1): a batch with no labelled

@@ -189,7 +189,10 @@ def pretrain(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         tokens += batch["input_ids"].numel()
-        record = {"step": step + 1, **{k: round(float(v.detach()), 4) for k, v in out.items() if k.startswith("loss")}}
+        record = {
+            "step": step + 1,
+            **{k: round(float(v.detach()), 4) for k, v in out.items() if k.startswith("loss")},
+        }
         history.append(record)
         bar.set_postfix(loss=record["loss"], tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end_step):

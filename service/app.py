@@ -37,6 +37,7 @@ from service.errors import (
     ServiceError,
     Unauthorized,
     UnsupportedMediaType,
+    ValidationFailed,
     error_body,
     error_response,
     install_handlers,
@@ -374,6 +375,13 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
                     f"text {i} has {len(text)} characters; the limit is {settings.max_chars_per_text} "
                     "(ALIGNTAG_MAX_CHARS_PER_TEXT)"
                 )
+            if not text.isascii():
+                try:  # JSON can carry lone surrogates (\ud800) that no tokenizer can take
+                    text.encode("utf-8")
+                except UnicodeEncodeError as e:
+                    raise ValidationFailed(
+                        f"text {i} is not valid Unicode: unpaired surrogate at character {e.start}"
+                    ) from None
         state = request_state(request)
         state.chars = sum(len(t) for t in texts)
         if settings.log_requests_text:

@@ -130,6 +130,10 @@ def translate_http_exception(request: Request, exc: StarletteHTTPException) -> S
             f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}",
             headers={"Allow": allowed} if allowed else None,
         )
+    if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer when decoding the body fails other than by a JSON syntax error: bytes
+        # that are not UTF-8 (or -16/-32), or nesting deeper than the parser's recursion limit.
+        return InvalidJSON("request body is not valid JSON: not UTF-8 text, or nested too deeply")
     error = ServiceError(str(exc.detail), headers=dict(exc.headers or {}))
     error.status_code = exc.status_code
     error.error_type = "http_error"

@@ -54,12 +54,24 @@ def tiny_artifacts_dir(tiny_build_dir: Path) -> Path:
     return tiny_build_dir / "artifacts"
 
 
-def start_service(artifacts_dir: Path, port: int, extra_env: dict[str, str] | None = None,
-                  args: list[str] | None = None) -> subprocess.Popen:
-    env = {**os.environ, "ALIGNTAG_ARTIFACTS_DIR": str(artifacts_dir), "ALIGNTAG_HOST": "127.0.0.1",
-           "ALIGNTAG_PORT": str(port), **(extra_env or {})}
-    return subprocess.Popen(args or [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_service(
+    artifacts_dir: Path, port: int, extra_env: dict[str, str] | None = None, args: list[str] | None = None
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "ALIGNTAG_ARTIFACTS_DIR": str(artifacts_dir),
+        "ALIGNTAG_HOST": "127.0.0.1",
+        "ALIGNTAG_PORT": str(port),
+        **(extra_env or {}),
+    }
+    return subprocess.Popen(
+        args or [sys.executable, "-m", "service"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:

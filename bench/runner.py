@@ -1,0 +1,191 @@
+"""The benchmark run: four variants, the same scenarios, one after the other on the same machine.
+
+Variants (same weights, same API, one server process at a time, the load generator in this
+process):
+
+- `onnx-int8`: the service (`python -m service`) serving `model.int8.onnx`;
+- `onnx-fp32`: the same service serving `model.onnx` (`ALIGNTAG_ONNX_FILE=model.onnx`);
+- `torch-eager`: the service's app with the PyTorch-eager runtime (`bench.torch_server`);
+- `naive`: per-request PyTorch, no batching, no quantization (`bench.naive_server`).
+
+Scenarios (all on `POST /tag` unless named otherwise; see docs/bench.md):
+
+- `sequential`: one connection, one single-sentence request at a time;
+- `sequential-acronyms`: the same on `POST /acronyms`;
+- `closed`: `concurrency` connections each sending its next request when the last one answered
+  (1, 4, 16, 64); the best of them is the variant's *saturation* throughput;
+- `open-50`, `open-80`: Poisson arrivals at 50% and 80% of that saturation, latency from the
+  intended send time;
+- `batch16`: 16 sentences per request, closed loop at concurrency 4 (texts/s = 16 x req/s);
+- `long-doc`: ~5,000-word documents (windowed), one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import loadgen
+from bench.inputs import long_documents, sentence_pool
+from bench.loadgen import Run, Target, percentile
+from bench.servers import Server, proc_status, start
+
+CONCURRENCIES = (1, 4, 16, 64)
+VARIANTS = ("onnx-int8", "onnx-fp32", "torch-eager", "naive")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each scenario runs; `quick` is the ~2-minute smoke version."""
+
+    warmup_s: float = 1.5
+    sequential_n: int = 400
+    acronyms_n: int = 200
+    closed_s: float = 5.0
+    open_s: float = 8.0
+    batch_s: float = 5.0
+    long_n: int = 6
+    long_max_s: float = 20.0
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(warmup_s=0.5, sequential_n=120, acronyms_n=60, closed_s=2.0, open_s=3.0, batch_s=2.0,
+                   long_n=2, long_max_s=8.0)  # fmt: skip
+
+
+def variant_command(variant: str, build_dir: Path) -> tuple[list[str], dict[str, str]]:
+    if variant == "onnx-int8":
+        return ["-m", "service"], {"ALIGNTAG_ONNX_FILE": "model.int8.onnx"}
+    if variant == "onnx-fp32":
+        return ["-m", "service"], {"ALIGNTAG_ONNX_FILE": "model.onnx"}
+    if variant == "torch-eager":
+        return ["-m", "bench.torch_server", "--build-dir", str(build_dir)], {}
+    if variant == "naive":
+        return ["-m", "bench.naive_server", "--build-dir", str(build_dir)], {}
+    raise ValueError(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+
+
+def load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def row(scenario: str, variant: str, concurrency: int, run: Run, texts_per_request: int = 1) -> dict:
+    ok = run.ok
+    ms = [t * 1000 for t in ok]
+    result = {
+        "scenario": scenario,
+        "variant": variant,
+        "concurrency": concurrency,
+        "requests": len(run.samples),
+        "errors": run.errors,
+        "p50_ms": round(percentile(ms, 50), 2) if ms else None,
+        "p90_ms": round(percentile(ms, 90), 2) if ms else None,
+        "p99_ms": round(percentile(ms, 99), 2) if ms else None,
+        "rps": round(run.rps, 1),
+        "texts_per_s": round(run.rps * texts_per_request, 1),
+        "load_avg_1m": load_avg(),
+    }
+    if run.offered_rate is not None:
+        result["offered_rps"] = round(run.offered_rate, 1)
+    return result
+
+
+def bodies(texts: list[str]) -> list[bytes]:
+    return [json.dumps({"text": t}).encode() for t in texts]
+
+
+def batch_bodies(texts: list[str], size: int = 16) -> list[bytes]:
+    return [json.dumps({"texts": texts[i : i + size]}).encode() for i in range(0, len(texts) - size + 1, size)]
+
+
+def run_variant(
+    variant: str,
+    server: Server,
+    plan: Plan,
+    pool: list[str],
+    docs: list[str],
+    say: Callable[[str], None],
+) -> tuple[list[dict], dict]:
+    """Every scenario against one running server; returns (rows, facts about the server)."""
+    loadgen.event_loop_policy()
+    port = server.port
+    tag = Target(port, "/tag", bodies(pool))
+    rows: list[dict] = []
+
+    def record(r: dict) -> None:
+        rows.append(r)
+        say(
+            f"  {r['scenario']:<20} c={r['concurrency']:<3} n={r['requests']:<6} err={r['errors']:<4} "
+            f"p50={r['p50_ms']} p99={r['p99_ms']} ms  {r['rps']} req/s  (load {r['load_avg_1m']})"
+        )
+
+    facts: dict = {"rss_mb_ready": round(proc_status(server.pid)["VmRSS"] / 1024, 1)}
+    asyncio.run(loadgen.closed_loop(tag, 4, plan.warmup_s))  # warm caches, allocator, thread pools
+
+    record(row("sequential", variant, 1, asyncio.run(loadgen.sequential(tag, plan.sequential_n))))
+    acr = Target(port, "/acronyms", bodies(pool))
+    record(row("sequential-acronyms", variant, 1, asyncio.run(loadgen.sequential(acr, plan.acronyms_n))))
+
+    saturation = 0.0
+    for c in CONCURRENCIES:
+        r = row("closed", variant, c, asyncio.run(loadgen.closed_loop(tag, c, plan.closed_s)))
+        record(r)
+        saturation = max(saturation, r["rps"])
+    facts["saturation_rps"] = saturation
+
+    for share in (50, 80):
+        rate = max(1.0, saturation * share / 100)
+        run = asyncio.run(loadgen.open_loop(tag, rate, plan.open_s))
+        record(row(f"open-{share}", variant, run.connections, run))
+
+    batch = Target(port, "/tag", batch_bodies(pool))
+    record(row("batch16", variant, 4, asyncio.run(loadgen.closed_loop(batch, 4, plan.batch_s)), 16))
+
+    long = Target(port, "/tag", bodies(docs))
+    run = Run()
+    started = time.perf_counter()
+    while len(run.samples) < plan.long_n and time.perf_counter() - started < plan.long_max_s:
+        one = asyncio.run(loadgen.sequential(long, 1, timeout=120))
+        run.samples.extend(one.samples)
+        run.seconds += one.seconds
+    record(row("long-doc", variant, 1, run))
+
+    status = proc_status(server.pid)
+    facts["rss_mb_end"] = round(status["VmRSS"] / 1024, 1)
+    facts["rss_mb_peak"] = round(status["VmHWM"] / 1024, 1)
+    return rows, facts
+
+
+def run_all(
+    artifacts_dir: Path,
+    build_dir: Path,
+    plan: Plan,
+    log_dir: Path,
+    variants: tuple[str, ...] = VARIANTS,
+    say: Callable[[str], None] = print,
+) -> tuple[list[dict], dict[str, dict]]:
+    pool = sentence_pool(512)
+    docs = long_documents(4)
+    rows: list[dict] = []
+    facts: dict[str, dict] = {}
+    for variant in variants:
+        args, env = variant_command(variant, build_dir)
+        say(f"{variant}: starting (load average {load_avg()})")
+        t0 = time.perf_counter()
+        server = start(variant, args, artifacts_dir, log_dir, env)
+        startup = time.perf_counter() - t0
+        try:
+            variant_rows, variant_facts = run_variant(variant, server, plan, pool, docs, say)
+        finally:
+            code = server.stop()
+        variant_facts["startup_s"] = round(startup, 1)
+        variant_facts["exit_code"] = code
+        rows.extend(variant_rows)
+        facts[variant] = variant_facts
+        say(f"{variant}: done, RSS {variant_facts['rss_mb_end']} MB, exit {code}")
+    return rows, facts

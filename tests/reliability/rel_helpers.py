@@ -1,0 +1,304 @@
+"""Helpers of the reliability suite: the run mode, the service process, raw HTTP, the load
+generator in its own process, Prometheus text parsing, RSS, and the markdown report."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.loadgen import Run
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+
+
+# --------------------------------------------------------------------------------------------
+# Mode
+
+
+@dataclass(frozen=True)
+class Mode:
+    full: bool = False
+    artifacts_dir: str | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Mode:
+        return cls(
+            full=bool(config.getoption("reliability_full", default=False)),
+            artifacts_dir=config.getoption("artifacts_dir", default=None),
+        )
+
+    @property
+    def name(self) -> str:
+        return "full" if self.full else "fast (CI)"
+
+    # sizes of each check, per mode
+    @property
+    def fuzz_examples(self) -> int:
+        return 200 if self.full else 25
+
+    @property
+    def overload_seconds(self) -> float:
+        return 20.0 if self.full else 3.0
+
+    @property
+    def soak_requests(self) -> int:
+        return 50_000 if self.full else 2_000
+
+
+MODE = Mode()  # replaced by conftest.pytest_configure
+
+
+# --------------------------------------------------------------------------------------------
+# The service process (its log in a file: a pipe nobody reads would fill up and stall it)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Service:
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.log().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                lines.append({"raw": line})
+        return lines
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.pid)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_service(
+    artifacts_dir: Path, log_dir: Path, env: dict[str, str] | None = None, wait: str = "ready", timeout: float = 90
+) -> Service:
+    """`python -m service` on a free port; waits for `/ready` 200 (wait="ready") or any answer of
+    `/health` (wait="health")."""
+    port = free_port()
+    log_path = log_dir / f"service-{port}.log"
+    full_env = {
+        **os.environ,
+        "ALIGNTAG_ARTIFACTS_DIR": str(artifacts_dir),
+        "ALIGNTAG_HOST": HOST,
+        "ALIGNTAG_PORT": str(port),
+        **(env or {}),
+    }
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service"], cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT
+        )
+    service = Service(proc, port, log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}:\n{service.log()[-4000:]}")
+        try:
+            status, _, _ = request(port, "GET", "/ready" if wait == "ready" else "/health", timeout=2)
+            if wait != "ready" or status == 200:
+                return service
+        except OSError:
+            pass
+        time.sleep(0.1)
+    service.stop()
+    raise TimeoutError(f"service not {wait} within {timeout} s:\n{service.log()[-4000:]}")
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection: (status, lower-cased headers, body)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def post_json(port: int, path: str, payload: Any, timeout: float = 60.0) -> tuple[int, dict[str, str], Any]:
+    status, headers, body = request(
+        port, "POST", path, json.dumps(payload).encode(), {"Content-Type": "application/json"}, timeout
+    )
+    return status, headers, json.loads(body) if body else None
+
+
+def is_error_body(data: Any) -> bool:
+    """The documented error shape: {"error": {"type": str, "message": str}} and nothing else."""
+    return (
+        isinstance(data, dict)
+        and set(data) == {"error"}
+        and isinstance(data["error"], dict)
+        and set(data["error"]) == {"type", "message"}
+        and all(isinstance(data["error"][k], str) and data["error"][k] for k in ("type", "message"))
+    )
+
+
+def ready(port: int) -> bool:
+    try:
+        return request(port, "GET", "/ready", timeout=10)[0] == 200
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics and memory
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+
+
+def metrics(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text from /metrics as {(name, labels): value}."""
+    _, _, body = request(port, "GET", "/metrics", timeout=10)
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for line in body.decode().splitlines():
+        match = _SAMPLE.match(line)
+        if not match or line.startswith("#"):
+            continue
+        name, labels, value = match.groups()
+        pairs = frozenset(re.findall(r'(\w+)="([^"]*)"', labels or ""))
+        out[(name, pairs)] = float(value)
+    return out
+
+
+def metric_sum(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, pairs), v in samples.items() if n == name and wanted <= pairs)
+
+
+def server_errors(port: int) -> float:
+    """Requests answered 5xx so far (aligntag_requests_total{status=~"5.."})."""
+    samples = metrics(port)
+    return sum(
+        v
+        for (n, pairs), v in samples.items()
+        if n == "aligntag_requests_total" and dict(pairs).get("status", "").startswith("5")
+    )
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# --------------------------------------------------------------------------------------------
+# The load generator, in its own process (the client must not share the test's interpreter)
+
+
+def loadgen(spec: dict[str, Any], timeout: float = 900) -> Run:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=timeout,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return Run.from_json(json.loads(out.stdout))
+
+
+def loadgen_background(spec: dict[str, Any], out_path: Path) -> subprocess.Popen:
+    """Start the load generator; its JSON result lands in `out_path` when it exits."""
+    spec_path = out_path.with_suffix(".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    with spec_path.open() as stdin, out_path.open("w") as stdout:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.loadgen"], stdin=stdin, stdout=stdout, cwd=REPO_ROOT
+        )
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+@dataclass
+class Report:
+    mode: Mode
+    sections: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, section: str, *lines: str) -> None:
+        self.sections.setdefault(section, []).extend(lines)
+
+    def table(self, section: str, header: list[str], rows: list[list[Any]]) -> None:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in r) + " |" for r in rows]
+        self.add(section, *lines, "")
+
+    def write(self, directory: Path) -> Path | None:
+        if not self.sections:
+            return None
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / ("report.md" if self.mode.full else "report-fast.md")
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        parts = [
+            "# aligntag reliability report",
+            "",
+            f"Mode: {self.mode.name}. Written {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} by "
+            f"`pytest tests/reliability{' --reliability-full' if self.mode.full else ''}`; "
+            f"{os.cpu_count()} CPUs, load average at the end (1/5/15 min) {load}.",
+            "",
+        ]
+        for title, lines in self.sections.items():
+            parts += [f"## {title}", "", *lines, ""]
+        path.write_text("\n".join(parts))
+        return path
