@@ -66,7 +66,8 @@ def decode_spans(
         name = label_names[lid]
         p = probs[i] if probs is not None else 1.0
         if name == "O":
-            cur = _close(cur, spans)
+            _close(cur, spans)
+            cur = None
             continue
         prefix, kind = name.split("-", 1)
         if prefix == "I" and cur is not None and cur[2] == kind:

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from model_build.config import BuildConfig, as_dict, default_data_dir, get_config
 
@@ -131,7 +132,7 @@ def run_experiment(
         )
     runs_dir = work_dir / "experiment" / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    jobs = []
+    jobs: list[dict[str, Any]] = []
     for task, pairs in exp.datasets.items():
         for train, dev in pairs:
             if not (data_dir / train).exists() or not (data_dir / dev).exists():

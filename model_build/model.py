@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -173,13 +175,13 @@ class Tagger(nn.Module):
         return self.encoder.heads[self.task](self.encoder.encode(input_ids, attention_mask))
 
 
-def save_checkpoint(path, model: Encoder, **extra) -> None:  # type: ignore[no-untyped-def]
+def save_checkpoint(path: Path, model: Encoder, **extra: Any) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save({"model_config": asdict(model.cfg), "state_dict": model.state_dict(), **extra}, tmp)
     tmp.replace(path)
 
 
-def load_encoder(path) -> tuple[Encoder, dict]:  # type: ignore[no-untyped-def]
+def load_encoder(path: Path) -> tuple[Encoder, dict]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = Encoder(ModelConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["state_dict"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from model_build.model import (
 from model_build.tokenizer import MASK, SPECIAL_TOKENS, load_tokenizer
 
 
-def tokenize_corpus(corpus_docs, tokenizer_path: Path, out_path: Path) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+def tokenize_corpus(
+    corpus_docs: Iterable[dict], tokenizer_path: Path, out_path: Path
+) -> dict[str, np.ndarray]:
     """Concatenate every document into one token stream with aligned weak-label streams.
 
     Concept labels are IGNORE in documents without links (`concept_supervised` false) and inside
@@ -57,13 +60,13 @@ def tokenize_corpus(corpus_docs, tokenizer_path: Path, out_path: Path) -> dict[s
             concepts.extend([IGNORE] * len(enc.ids))
         acronym_spans = [(s["start"], s["end"], s["label"]) for s in doc.get("acronyms", [])]
         acronyms.extend(bio_labels(enc.offsets, acronym_spans, ACRONYM_LABELS))
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "ids": np.asarray(ids, dtype=np.int32),
         "concepts": np.asarray(concepts, dtype=np.int16),
         "acronyms": np.asarray(acronyms, dtype=np.int16),
     }
     tmp = out_path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
+    np.savez(tmp, ids=arrays["ids"], concepts=arrays["concepts"], acronyms=arrays["acronyms"])
     tmp.replace(out_path)
     return arrays
 
