@@ -52,7 +52,9 @@ def main() -> None:
     missing = [f"{artifacts_dir}/{t}/*/manifest.json" for t in ("concepts", "acronyms")
                if not list(artifacts_dir.glob(f"{t}/*/manifest.json"))]  # fmt: skip
     if missing:
-        sys.exit(f"no artifacts: {', '.join(missing)} not found; run `make build-model` or pass --artifacts-dir")
+        sys.exit(
+            f"no artifacts: {', '.join(missing)} not found; run `make build-model` or pass --artifacts-dir"
+        )
 
     plan = Plan.quick() if args.quick else Plan()
     meta = {
@@ -66,7 +68,9 @@ def main() -> None:
         "plan": plan.__dict__,
     }
     with tempfile.TemporaryDirectory(prefix="aligntag-bench-") as logs:
-        rows, facts = run_all(artifacts_dir, build_dir, plan, Path(logs), variants, lambda s: print(s, flush=True))
+        rows, facts = run_all(
+            artifacts_dir, build_dir, plan, Path(logs), variants, lambda s: print(s, flush=True)
+        )
     meta["finished"], meta["load_avg_end"] = report.now(), load_avg()
     figures = report.build_figures(build_dir, args.out)
     results, md = report.write(args.out, rows, facts, figures, meta)

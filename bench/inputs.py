@@ -35,7 +35,9 @@ def sentence_pool(size: int = 512, directory: Path | None = None) -> list[str]:
     for name in SOURCES:
         path = directory / name
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; set ALIGNTAG_DATA_DIR to the labelled data directory")
+            raise FileNotFoundError(
+                f"{path}: not found; set ALIGNTAG_DATA_DIR to the labelled data directory"
+            )
         found = []
         for text in _texts(path):
             for sentence in SENTENCE_END.split(text.strip()):
@@ -53,7 +55,9 @@ def sentence_pool(size: int = 512, directory: Path | None = None) -> list[str]:
 def long_documents(count: int = 4, words: int = 5000, directory: Path | None = None) -> list[str]:
     """`count` documents of about `words` words each: consecutive Inspec dev abstracts, joined."""
     texts = _texts((directory or data_dir()) / "concepts/inspec-dev.jsonl")
-    docs, current, n, i = [], [], 0, 0
+    docs: list[str] = []
+    current: list[str] = []
+    n = i = 0
     while len(docs) < count:
         text = texts[i % len(texts)]
         i += 1

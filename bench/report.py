@@ -43,7 +43,9 @@ def fmt(value: Any) -> str:
 
 def table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)
+    ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
@@ -57,9 +59,12 @@ def markdown_table(header: list[str], body: list[list[Any]]) -> str:
 
 def find(rows: list[dict], scenario: str, variant: str, concurrency: int | None = None) -> dict | None:
     for r in rows:
-        if r["scenario"] == scenario and r["variant"] == variant:
-            if concurrency is None or r["concurrency"] == concurrency:
-                return r
+        if (
+            r["scenario"] == scenario
+            and r["variant"] == variant
+            and (concurrency is None or r["concurrency"] == concurrency)
+        ):
+            return r
     return None
 
 
@@ -87,7 +92,13 @@ def ratios(rows: list[dict], facts: dict[str, dict]) -> list[list[Any]]:
             continue
         theirs = headline(rows, facts, variant)
         line: list[Any] = [f"{OURS} / {variant}"]
-        for key in ("saturation_rps", "batch16_texts_per_s", "sequential_p50_ms", "long_doc_p50_ms", "rss_mb"):
+        for key in (
+            "saturation_rps",
+            "batch16_texts_per_s",
+            "sequential_p50_ms",
+            "long_doc_p50_ms",
+            "rss_mb",
+        ):
             a, b = ours.get(key), theirs.get(key)
             line.append(round(a / b, 2) if a is not None and b else None)
         out.append(line)
@@ -131,7 +142,8 @@ def build_figures(build_dir: Path, reports_dir: Path) -> dict[str, Any]:
             "source": str(corpus),
             "dictd_build_wall_s": data.get("dictd_build", {}).get("wall_s"),
             "mediawiki_mb_per_s": {
-                f"{r['workers']} worker(s)": r["mb_per_s"] for r in data.get("mediawiki_throughput", {}).get("runs", [])
+                f"{r['workers']} worker(s)": r["mb_per_s"]
+                for r in data.get("mediawiki_throughput", {}).get("runs", [])
             },
         }
     pretrain = []
@@ -215,8 +227,15 @@ def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str,
         markdown_table(
             ["variant", "startup s", "RSS ready MB", "RSS end MB", "peak RSS MB", "saturation req/s", "exit"],
             [
-                [v, f.get("startup_s"), f.get("rss_mb_ready"), f.get("rss_mb_end"), f.get("rss_mb_peak"),
-                 f.get("saturation_rps"), f.get("exit_code")]
+                [
+                    v,
+                    f.get("startup_s"),
+                    f.get("rss_mb_ready"),
+                    f.get("rss_mb_end"),
+                    f.get("rss_mb_peak"),
+                    f.get("saturation_rps"),
+                    f.get("exit_code"),
+                ]
                 for v, f in facts.items()
             ],  # fmt: skip
         ),

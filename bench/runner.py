@@ -100,7 +100,9 @@ def bodies(texts: list[str]) -> list[bytes]:
 
 
 def batch_bodies(texts: list[str], size: int = 16) -> list[bytes]:
-    return [json.dumps({"texts": texts[i : i + size]}).encode() for i in range(0, len(texts) - size + 1, size)]
+    return [
+        json.dumps({"texts": texts[i : i + size]}).encode() for i in range(0, len(texts) - size + 1, size)
+    ]
 
 
 def run_variant(

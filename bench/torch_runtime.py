@@ -74,7 +74,9 @@ def torch_runtime_factory(build_dir: Path) -> Callable[[Artifact, Settings], Run
     """A `RuntimeFactory` for `service.app.create_app` serving the checkpoints under `build_dir`."""
 
     def factory(artifact: Artifact, settings: Settings) -> Runtime:
-        runtime = TorchRuntime(checkpoint_path(build_dir, artifact.task), artifact.task, settings.intra_op_threads)
+        runtime = TorchRuntime(
+            checkpoint_path(build_dir, artifact.task), artifact.task, settings.intra_op_threads
+        )
         check_same_weights(runtime, artifact)
         return runtime
 

@@ -14,6 +14,7 @@ seed, metric, value}, values in percent) and `learning_curves.png`.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import statistics
 import time
@@ -174,7 +175,10 @@ def run_experiment(
     if todo:
         from tqdm import tqdm
 
-        with ProcessPoolExecutor(max_workers=exp.workers) as pool:
+        # Spawned, not forked: a fork of a process whose OpenMP threads have run can deadlock.
+        with ProcessPoolExecutor(
+            max_workers=exp.workers, mp_context=multiprocessing.get_context("spawn")
+        ) as pool:
             for result in tqdm(
                 pool.map(_run_one, todo), total=len(todo), desc="finetune+eval runs", unit="run"
             ):

@@ -34,7 +34,11 @@ def build_command(data_dir: Path, work: Path, artifacts: Path) -> list[str]:
 def visible_versions(artifacts: Path, task: str) -> list[Path]:
     """What the service's loader considers complete (it skips directories without a manifest)."""
     task_dir = artifacts / task
-    return [d for d in task_dir.iterdir() if d.is_dir() and (d / MANIFEST).is_file()] if task_dir.is_dir() else []
+    return (
+        [d for d in task_dir.iterdir() if d.is_dir() and (d / MANIFEST).is_file()]
+        if task_dir.is_dir()
+        else []
+    )
 
 
 def test_kill_during_export_then_rerun(

@@ -52,10 +52,14 @@ def test_fuzz_no_5xx_and_every_error_in_shape(case: Any, shared_service: Service
     response = case.call(base_url=shared_service.url, timeout=60)
     STATUSES[(f"{case.method} {case.path}", response.status_code)] += 1
     case.validate_response(response, excluded_checks=[positive_data_acceptance])
-    assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+    )
     if response.status_code >= 400:
         body = response.json()
-        assert is_error_body(body), f"{response.status_code} body not in the error shape: {response.text[:300]}"
+        assert is_error_body(body), (
+            f"{response.status_code} body not in the error shape: {response.text[:300]}"
+        )
 
 
 def test_fuzz_report(shared_service: Service, report: Report) -> None:
