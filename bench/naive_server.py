@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from bench.torch_runtime import TorchRuntime, check_same_weights, checkpoint_path
+from service.__main__ import exit_cleanly
 from service.artifacts import TASKS, Artifact, load_artifact
 from service.pairing import pair_acronyms
 from service.tagging import Span, encode, plan_windows, tag_text
@@ -104,6 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build-dir", type=Path, default=Path("build/small"))
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, exit_cleanly)  # a drained shutdown exits 0, as the service's
     app = create_naive_app(Path(os.environ.get("ALIGNTAG_ARTIFACTS_DIR", "artifacts")), args.build_dir)
     uvicorn.run(
         app,

@@ -136,6 +136,8 @@ def targets(rows: list[dict], facts: dict[str, dict]) -> list[list[Any]]:
 def build_figures(build_dir: Path, reports_dir: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     corpus = reports_dir / "corpus.json"
+    if not corpus.is_file():
+        corpus = Path(__file__).resolve().parents[1] / "reports" / "bench" / "corpus.json"
     if corpus.is_file():
         data = json.loads(corpus.read_text())
         figures["corpus"] = {

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -17,17 +15,6 @@ from service.runtime import Runtime
 from service.settings import Settings
 
 MakeClient = Callable[..., TestClient]  # the make_client fixture (tests/service/conftest.py)
-
-
-def lead_conftest() -> ModuleType:
-    """tests/conftest.py as a module, for its helpers (start_service, wait_ready, free_port).
-    `import conftest` would be ambiguous next to tests/service/conftest.py, so load it by path."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    spec = importlib.util.spec_from_file_location("aligntag_lead_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class ControlledRuntime:

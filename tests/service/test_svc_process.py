@@ -16,15 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from svc_helpers import flip_byte, lead_conftest, version_dir
-
-_lead = lead_conftest()  # tests/conftest.py's helpers
-REPO_ROOT, free_port, start_service, wait_ready = (
-    _lead.REPO_ROOT,
-    _lead.free_port,
-    _lead.start_service,
-    _lead.wait_ready,
-)
+from svc_helpers import flip_byte, version_dir
+from testlib import REPO_ROOT, free_port, start_service, wait_ready
 
 
 @contextmanager
