@@ -40,8 +40,10 @@ class ExperimentConfig:
             "concepts": [("concepts/inspec-train.jsonl", "concepts/inspec-dev.jsonl")],
         }
     )
-    min_steps: int = 150  # few-example schedule: small N gets more epochs, up to this many steps
-    epochs: int = 2  # at least this many passes over the N examples
+    # Few-example schedule: at least one pass over the N examples and at least `min_steps`
+    # optimizer steps (small N gets more epochs). Sized so the whole grid fits a 2-core CPU.
+    min_steps: int = 80
+    epochs: int = 1
     batch_size: int = 16
     eval_max_examples: int | None = None
     workers: int = 2
