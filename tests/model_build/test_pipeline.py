@@ -250,7 +250,7 @@ def test_experiment_writes_report_results_and_plot(
     for task in ("acronyms", "concepts"):
         for recipe in ("aligned", "mlm"):
             assert {(task, recipe, 0), (task, recipe, 12)} <= combos
-    assert ("acronyms", "rule-matcher", 0) in combos
+    assert {("acronyms", "rule-matcher", 0), ("acronyms", "rule-matcher+caps", 0)} <= combos
     assert all(0.0 <= r["value"] <= 100.0 for r in rows)
     assert any(r["metric"] == "sdu_macro_f1" for r in rows if r["task"] == "acronyms")
     text = (report / "report.md").read_text()
