@@ -23,11 +23,30 @@ Span = tuple[int, int, str]  # start, end (exclusive), label
 class Encoded:
     ids: list[int]
     offsets: list[tuple[int, int]]
+    word_ids: list[int]  # pre-tokenizer word of each token
 
 
 def encode(tokenizer: Tokenizer, text: str) -> Encoded:
     enc = tokenizer.encode(text, add_special_tokens=False)
-    return Encoded(ids=list(enc.ids), offsets=[tuple(o) for o in enc.offsets])  # type: ignore[misc]
+    return Encoded(
+        ids=list(enc.ids),
+        offsets=[(int(s), int(e)) for s, e in enc.offsets],
+        word_ids=[-1 - i if w is None else int(w) for i, w in enumerate(enc.word_ids)],
+    )
+
+
+def word_level_labels(
+    label_ids: Sequence[int], word_ids: Sequence[int], label_names: Sequence[str]
+) -> list[int]:
+    """Each word takes the label of its first sub-token: its other tokens become I of that span
+    type, or O. Spans never start or end inside a word. The service decodes the same way."""
+    index = {name: i for i, name in enumerate(label_names)}
+    out = list(label_ids)
+    for i in range(1, len(out)):
+        if word_ids[i] == word_ids[i - 1]:
+            name = label_names[out[i - 1]]
+            out[i] = out[i - 1] if name == "O" else index["I-" + name.split("-", 1)[1]]
+    return out
 
 
 def bio_labels(

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from model_build.data import decode_spans, encode, windows
+from model_build.data import decode_spans, encode, windows, word_level_labels
 from model_build.model import Tagger
 from model_build.spanmetrics import span_prf
 
@@ -76,7 +76,9 @@ def predict_spans(
             best_margin[ti][start:end][take] = margin[take]
     results, argmaxes = [], []
     for enc, pr in zip(encoded, probs, strict=True):
-        label_ids = pr.argmax(-1) if len(pr) else np.zeros(0, dtype=np.int64)
+        label_ids = np.asarray(
+            word_level_labels(pr.argmax(-1).tolist(), enc.word_ids, label_names), dtype=np.int64
+        )
         results.append(
             decode_spans(enc.offsets, label_ids.tolist(), label_names, pr.max(-1).tolist() if len(pr) else [])
         )

@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 class Encoded:
     ids: list[int]
     offsets: list[tuple[int, int]]
+    word_ids: list[int]  # pre-tokenizer word of each token
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,14 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[Encoded]:
         encodings = [tokenizer.encode(texts[0], add_special_tokens=False)]
     else:
         encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    return [Encoded(ids=list(e.ids), offsets=[(int(s), int(t)) for s, t in e.offsets]) for e in encodings]
+    return [
+        Encoded(
+            ids=list(e.ids),
+            offsets=[(int(s), int(t)) for s, t in e.offsets],
+            word_ids=[-1 - i if w is None else int(w) for i, w in enumerate(e.word_ids)],
+        )
+        for e in encodings
+    ]
 
 
 def plan_windows(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -91,13 +99,32 @@ def merge_windows(
     return merged
 
 
+def word_level_labels(
+    label_ids: Sequence[int], word_ids: Sequence[int], label_names: Sequence[str]
+) -> list[int]:
+    """Each word takes the label of its first sub-token (the model build scores the same way):
+    its other tokens become I of that span type, or O. Spans therefore never start or end inside
+    a word (no `utions` out of `evolutions`)."""
+    index = {name: i for i, name in enumerate(label_names)}
+    out = list(label_ids)
+    for i in range(1, len(out)):
+        if word_ids[i] == word_ids[i - 1]:
+            name = label_names[out[i - 1]]
+            out[i] = out[i - 1] if name == "O" else index["I-" + name.split("-", 1)[1]]
+    return out
+
+
 def decode_bio(
-    offsets: Sequence[tuple[int, int]], probs: np.ndarray, label_names: Sequence[str]
-) -> list[Span]:
-    """Spans from per-token probabilities (argmax label per token), sorted and non-overlapping."""
+    offsets: Sequence[tuple[int, int]], probs: np.ndarray, label_names: Sequence[str],
+    word_ids: Sequence[int] | None = None,
+) -> list[Span]:  # fmt: skip
+    """Spans from per-token probabilities (argmax label per token, word-level when `word_ids` is
+    given), sorted and non-overlapping."""
     if len(offsets) == 0:
         return []
     label_ids = probs.argmax(-1)
+    if word_ids is not None:
+        label_ids = np.asarray(word_level_labels(label_ids.tolist(), word_ids, label_names))
     top = probs.max(-1)
     kinds = [None if name == "O" else name.split("-", 1) for name in label_names]
     spans: list[Span] = []
@@ -130,4 +157,5 @@ def tag_text(
     label_names: Sequence[str], min_score: float,
 ) -> list[Span]:  # fmt: skip
     probs = merge_windows(len(encoded.ids), ranges, window_probs)
-    return [s for s in decode_bio(encoded.offsets, probs, label_names) if s.score >= min_score]
+    spans = decode_bio(encoded.offsets, probs, label_names, encoded.word_ids)
+    return [s for s in spans if s.score >= min_score]

@@ -17,7 +17,11 @@ O, B, I = 0, 1, 2  # noqa: E741 - BIO label ids
 def words(text: str) -> Encoded:
     """Whitespace 'tokenizer' with exact offsets; ids are the word lengths (a context-free feature)."""
     matches = list(re.finditer(r"\S+", text))
-    return Encoded(ids=[len(m.group()) for m in matches], offsets=[(m.start(), m.end()) for m in matches])
+    return Encoded(
+        ids=[len(m.group()) for m in matches],
+        offsets=[(m.start(), m.end()) for m in matches],
+        word_ids=list(range(len(matches))),
+    )
 
 
 def one_hot(labels: list[int], p: float = 0.9) -> np.ndarray:
@@ -139,3 +143,18 @@ def test_a_span_across_a_window_edge_is_found_once() -> None:
     spans = spans_with_window(enc, 16, 4)  # windows (0,16), (12,28), (18,34): edges inside the span
     (span,) = spans
     assert text[span.start : span.end] == " ".join(["xxxx"] + ["xx", "xxx"] * 6)
+
+
+def test_a_word_takes_the_label_of_its_first_sub_token() -> None:
+    from service.tagging import decode_bio
+
+    labels = ["O", "B-concept", "I-concept"]
+    # "natural evolutions": tokens natural | evol | ##utions ; the model tags only "##utions".
+    offsets = [(0, 7), (8, 12), (12, 18)]
+    word_ids = [0, 1, 1]
+    probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1]], dtype=np.float32)
+    assert decode_bio(offsets, probs, labels, word_ids) == []
+    probs[1] = [0.1, 0.7, 0.2]  # first sub-token B: the whole word is the span
+    probs[2] = [0.9, 0.05, 0.05]
+    (span,) = decode_bio(offsets, probs, labels, word_ids)
+    assert (span.start, span.end, span.label) == (8, 18, "concept")

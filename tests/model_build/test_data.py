@@ -1,0 +1,84 @@
+"""Tokenizer conventions and span <-> BIO conversion, with exact expectations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from model_build.data import bio_labels, decode_spans, encode, windows, word_level_labels
+from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, IGNORE
+from model_build.tokenizer import train_tokenizer
+
+TEXTS = [
+    "We train convolutional neural networks (CNNs) with k-NN baselines on IoT data.",
+    "A controlled natural language ( CNL ) is a subset of a natural language.",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    return train_tokenizer(
+        TEXTS, vocab_size=300, min_frequency=1, out_path=tmp_path_factory.mktemp("tok") / "t.json"
+    )
+
+
+def test_special_tokens_and_cased_offsets(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    assert [tokenizer.token_to_id(t) for t in ("[PAD]", "[UNK]", "[MASK]")] == [0, 1, 2]
+    text = "language (CNL) 😀 k-NN"
+    enc = encode(tokenizer, text)
+    pieces = [text[s:e] for s, e in enc.offsets]
+    assert pieces[:4] == ["language", "(", "CNL", ")"]
+    assert pieces[-3:] == ["k", "-", "NN"]
+    assert "😀" in pieces  # unknown character: one [UNK] token, exact offsets
+    # Raw and pre-tokenized parentheses give the same ids.
+    assert encode(tokenizer, "language (CNL)").ids == encode(tokenizer, "language ( CNL )").ids
+
+
+def test_bio_labels_cover_every_sub_token_and_decode_back(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    text = "We train convolutional neural networks (CNNs) today."
+    enc = encode(tokenizer, text)
+    spans = [(9, 38, "long"), (40, 44, "short")]
+    labels = bio_labels(enc.offsets, spans, ACRONYM_LABELS)
+    names = [ACRONYM_LABELS[i] for i in labels]
+    first_long = next(i for i, (s, _) in enumerate(enc.offsets) if s == 9)
+    assert names[first_long] == "B-long"
+    assert all(n == "I-long" for n, (s, e) in zip(names, enc.offsets, strict=True) if 9 < s < 38)
+    decoded = decode_spans(enc.offsets, labels, ACRONYM_LABELS)
+    assert [(s, e, k) for s, e, k, _ in decoded] == spans
+
+
+def test_ignore_regions_get_no_loss(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    text = "natural language and natural language"
+    enc = encode(tokenizer, text)
+    labels = bio_labels(enc.offsets, [(0, 16, "concept")], CONCEPT_LABELS, ignore=[(21, 37)])
+    assert labels[0] == 1 and all(
+        x == IGNORE for x, (s, _) in zip(labels, enc.offsets, strict=True) if s >= 21
+    )
+
+
+def test_a_word_takes_its_first_sub_token_label() -> None:
+    names = list(CONCEPT_LABELS)
+    # tokens: natural | evol | ##utions | tree ; model says O, O, B, B
+    assert word_level_labels([0, 0, 1, 1], [0, 1, 1, 2], names) == [0, 0, 0, 1]
+    assert word_level_labels([1, 1, 0, 0], [0, 0, 0, 1], names) == [1, 2, 2, 0]
+
+
+def test_lenient_decoding_of_an_i_without_b() -> None:
+    offsets = [(0, 3), (4, 7), (8, 11)]
+    assert decode_spans(offsets, [2, 2, 0], CONCEPT_LABELS) == [(0, 7, "concept", 1.0)]
+
+
+def test_windows_overlap_and_cover() -> None:
+    assert list(windows(10, 4, 3)) == [(0, 4), (3, 7), (6, 10)]
+    assert list(windows(3, 4, 3)) == [(0, 3)]
+    assert list(windows(0, 4, 3)) == [(0, 0)]
+
+
+def test_read_span_file_rejects_out_of_range_spans(tmp_path: Path) -> None:
+    from model_build.data import read_span_file
+
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "a", "text": "abc", "spans": [{"start": 1, "end": 9, "label": "short"}]}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:1: span 1-9 outside the text"):
+        read_span_file(path)
