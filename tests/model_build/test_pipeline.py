@@ -261,3 +261,19 @@ def test_experiment_writes_report_results_and_plot(
     t0 = time.perf_counter()
     run_experiment("tiny", labelled_data_dir, work, report, exp)
     assert time.perf_counter() - t0 < 60
+
+
+def test_build_without_labelled_data_publishes_zero_shot_heads(tmp_path: Path) -> None:
+    """No labelled data directory: the aligned pretraining heads are served, and the manifest says so."""
+    from model_build.pipeline import build
+
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    published = build("tiny", empty, tmp_path / "work", tmp_path / "artifacts")
+    for task in ("concepts", "acronyms"):
+        manifest = verify_artifact(published[task])
+        assert manifest["finetuning"]["zero_shot"] is True
+        assert manifest["finetuning"]["examples"] == 0 and manifest["finetuning"]["dataset"] is None
+        assert manifest["evaluation"] == {"dataset": None}
+        assert manifest["serve"] == {"onnx_file": "model.int8.onnx", "reason": "no dev data to re-score int8"}
+        assert set(manifest["pretraining"]["corpora"]) == {"foldoc", "jargon"}
