@@ -277,3 +277,26 @@ def test_build_without_labelled_data_publishes_zero_shot_heads(tmp_path: Path) -
         assert manifest["evaluation"] == {"dataset": None}
         assert manifest["serve"] == {"onnx_file": "model.int8.onnx", "reason": "no dev data to re-score int8"}
         assert set(manifest["pretraining"]["corpora"]) == {"foldoc", "jargon"}
+
+
+def test_int8_drop_beyond_the_limit_serves_fp32(
+    tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path
+) -> None:
+    from model_build.config import ExportConfig
+    from model_build.data import read_span_file
+    from model_build.export import export_artifact
+
+    work = tiny_build_dir / "work"
+    model, _ = load_encoder(work / "finetune-acronyms-aligned" / "model.pt")
+    dev = read_span_file(labelled_data_dir / "acronyms" / "sdu21-dev.jsonl", 20)
+    extra = {"model": {"config_name": "tiny"}, "build": {"fingerprint": "test"}}
+    # A limit below any possible drop: the build must fall back to fp32 and say why.
+    vdir = export_artifact(model, "acronyms", work / "tokenizer" / "tokenizer.json", dev,
+                           ExportConfig(max_int8_f1_drop=-1000.0), tmp_path, "v1", extra)  # fmt: skip
+    manifest = verify_artifact(vdir)
+    drop = manifest["evaluation"]["int8"]["f1_drop"]
+    assert manifest["serve"] == {
+        "onnx_file": "model.onnx",
+        "reason": f"int8 F1 drop {drop:.2f} > -1000.0 points",
+    }
+    assert manifest["version"] == "v1" and vdir == tmp_path / "acronyms" / "v1"
