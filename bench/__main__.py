@@ -42,7 +42,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (~2 minutes)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "reports" / "bench")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rewrite report.md from the results.json and run.json already in --out")  # fmt: skip
     args = parser.parse_args()
+    if args.render_only:
+        rows = json.loads((args.out / "results.json").read_text())
+        saved = json.loads((args.out / "run.json").read_text())
+        report.write(args.out, rows, saved["servers"], saved["build"], saved["meta"])
+        print(f"rewrote {args.out / 'report.md'}")
+        return
 
     variants = tuple(v for v in args.variants.split(",") if v)
     unknown = [v for v in variants if v not in VARIANTS]

@@ -169,13 +169,25 @@ async def _one(
     run: Run, conn: Connection | None, target: Target, payload: bytes, timeout: float
 ) -> tuple[Connection | None, int, bool]:
     """Send one request, opening a connection if needed; returns the connection to reuse (or None),
-    the status and whether a Retry-After came with it."""
+    the status and whether a Retry-After came with it.
+
+    A reused keep-alive connection that the server closed while it sat idle (uvicorn closes them
+    after 5 s) fails before any answer byte: like any HTTP client, retry once on a new connection.
+    """
+    reused = conn is not None
     try:
         if conn is None:
             run.connections += 1
             conn = await asyncio.wait_for(Connection.open(target.port), timeout)
         status, retry_after, keep = await asyncio.wait_for(conn.send(payload), timeout)
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
+    except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as e:
+        if conn is not None:
+            conn.close()
+        stale = not isinstance(e, asyncio.IncompleteReadError) or not e.partial
+        if reused and stale:
+            return await _one(run, None, target, payload, timeout)
+        return None, STATUS_CONNECTION_ERROR, False
+    except (OSError, asyncio.LimitOverrunError, TimeoutError, ValueError):
         if conn is not None:
             conn.close()
         return None, STATUS_CONNECTION_ERROR, False

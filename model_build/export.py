@@ -149,7 +149,8 @@ def export_artifact(
     label_names = list(TASK_LABELS[task])
     final_dir = artifacts_dir / task / version
     tmp_dir = artifacts_dir / task / f".tmp-{version}"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
+    for stale in (artifacts_dir / task).glob(".tmp-*"):  # left by an export that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
     try:
         tagger = Tagger(encoder, task).eval()

@@ -34,6 +34,7 @@ class OnnxRuntime:
         options.intra_op_num_threads = settings.intra_op_threads
         options.inter_op_num_threads = settings.inter_op_threads
         options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization_level]
+        options.enable_cpu_mem_arena = settings.cpu_memory_arena
         options.log_severity_level = 3  # ORT's own warnings are noise in our JSON logs
         try:
             self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])

@@ -298,20 +298,31 @@ class Report:
         self.add(section, *lines, "")
 
     def write(self, directory: Path) -> Path | None:
+        """Write the report; sections of an earlier report of the same mode that this session did
+        not produce are kept (so `-k overload` updates only its sections), each under its date."""
         if not self.sections:
             return None
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / ("report.md" if self.mode.full else "report-fast.md")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        kept: dict[str, str] = {}
+        if path.is_file():
+            for block in path.read_text().split("\n## ")[1:]:
+                title, _, body = block.partition("\n")
+                if title not in self.sections:
+                    kept[title] = body.strip("\n")
         load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
         parts = [
             "# aligntag reliability report",
             "",
-            f"Mode: {self.mode.name}. Written {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} by "
-            f"`pytest tests/reliability{' --reliability-full' if self.mode.full else ''}`; "
-            f"{os.cpu_count()} CPUs, load average at the end (1/5/15 min) {load}.",
+            f"Mode: {self.mode.name}, by `pytest tests/reliability{' --reliability-full' if self.mode.full else ''}`"
+            f"; {os.cpu_count()} CPUs. Each section says when it ran and the load average (1/5/15 min) "
+            "at the end of its session.",
             "",
         ]
         for title, lines in self.sections.items():
-            parts += [f"## {title}", "", *lines, ""]
+            parts += [f"## {title}", "", f"_Run {now}, load average {load}._", "", *lines, ""]
+        for title, body in kept.items():
+            parts += [f"## {title}", "", body, ""]
         path.write_text("\n".join(parts))
         return path
