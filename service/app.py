@@ -68,6 +68,10 @@ STATUS_CLIENT_GONE = 499  # nginx's code for "client closed request"; never sent
 # Request and response bodies (also the OpenAPI schema at /docs)
 
 
+# Media types whose body is read as JSON ("" = no Content-Type header).
+JSON_BODY_TYPES = frozenset({"application/json", "application/x-www-form-urlencoded", ""})
+
+
 class TextsRequest(BaseModel):
     """Exactly one of `text` or `texts`."""
 
@@ -240,6 +244,13 @@ def server_timing(state: RequestState, now: float) -> str:
     return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in parts)
 
 
+def as_json_request(scope: Scope) -> Scope:
+    """The same request labelled application/json, so the body is parsed (and validated) as JSON
+    whatever JSON_BODY_TYPES member the client sent."""
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+    return {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+
+
 class RequestGuard:
     """API key, content type and body size of protected/model routes, before any parsing."""
 
@@ -262,6 +273,7 @@ class RequestGuard:
                 self._check_content_type(Headers(scope=scope))
                 body = await self._read_body(Headers(scope=scope), receive)
                 receive = replay(body, receive)
+                scope = as_json_request(scope)
         except ServiceError as e:
             await error_response(e)(scope, receive, send)
             return
@@ -277,9 +289,11 @@ class RequestGuard:
 
     def _check_content_type(self, headers: Headers) -> None:
         media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if media_type != "application/json":
-            shown = media_type or "none"
-            raise UnsupportedMediaType(f"Content-Type must be application/json (got {shown})")
+        # `curl -d '{"text": ...}'` labels JSON as a form and other clients send no type at all:
+        # both bodies are parsed as JSON (and refused with 400 when they are not). A type that
+        # declares some other format is refused outright.
+        if media_type not in JSON_BODY_TYPES:
+            raise UnsupportedMediaType(f"Content-Type must be application/json (got {media_type})")
 
     async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
         limit = self.settings.max_body_bytes
