@@ -113,7 +113,7 @@ def finetune(
             optimizer.step()
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(out['loss']):.3f}")
+            bar.set_postfix(loss=f"{out['loss'].item():.3f}")
         # Model selection on the held-out slice of the N examples, never on dev.
         if selection:
             preds, _ = predict_spans(
