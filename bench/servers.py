@@ -7,6 +7,7 @@ service logs one line per request and a full pipe would stall it).
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.inputs import REPO_ROOT
 from bench.loadgen import HOST
@@ -62,11 +64,31 @@ class Server:
     def pid(self) -> int:
         return self.proc.pid
 
-    def log_tail(self, chars: int = 3000) -> str:
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log(self) -> str:
         try:
-            return self.log_path.read_text(errors="replace")[-chars:]
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log()[-chars:]
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """The service's JSON log lines (a line that is not JSON comes back as {"raw": line})."""
+        lines: list[dict[str, Any]] = []
+        for line in self.log().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                lines.append({"raw": line})
+        return lines
+
+    def rss_mb(self) -> float:
+        return rss_mb(self.pid)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc.poll() is None:
@@ -92,7 +114,7 @@ def start(
     wait until `/ready` answers 200 (or, with `ready=False`, until the process answers at all)."""
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}.log"
+    log_path = log_dir / f"{name}-{port}.log"
     full_env = {
         **os.environ,
         "ALIGNTAG_ARTIFACTS_DIR": str(artifacts_dir),

@@ -7,11 +7,8 @@ import http.client
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +17,11 @@ from typing import Any
 import pytest
 
 from bench.loadgen import Run
+from bench.servers import Server as Service
+from bench.servers import (
+    rss_mb,  # noqa: F401  (re-exported for the tests)
+    start,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -66,52 +68,6 @@ MODE = Mode()  # replaced by conftest.pytest_configure
 # The service process (its log in a file: a pipe nobody reads would fill up and stall it)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Service:
-    proc: subprocess.Popen
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.log().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                lines.append({"raw": line})
-        return lines
-
-    def rss_mb(self) -> float:
-        return rss_mb(self.pid)
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 def start_service(
     artifacts_dir: Path,
     log_dir: Path,
@@ -121,37 +77,7 @@ def start_service(
 ) -> Service:
     """`python -m service` on a free port; waits for `/ready` 200 (wait="ready") or any answer of
     `/health` (wait="health")."""
-    port = free_port()
-    log_path = log_dir / f"service-{port}.log"
-    full_env = {
-        **os.environ,
-        "ALIGNTAG_ARTIFACTS_DIR": str(artifacts_dir),
-        "ALIGNTAG_HOST": HOST,
-        "ALIGNTAG_PORT": str(port),
-        **(env or {}),
-    }
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=REPO_ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    service = Service(proc, port, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode}:\n{service.log()[-4000:]}")
-        try:
-            status, _, _ = request(port, "GET", "/ready" if wait == "ready" else "/health", timeout=2)
-            if wait != "ready" or status == 200:
-                return service
-        except OSError:
-            pass
-        time.sleep(0.1)
-    service.stop()
-    raise TimeoutError(f"service not {wait} within {timeout} s:\n{service.log()[-4000:]}")
+    return start("service", ["-m", "service"], artifacts_dir, log_dir, env, timeout, ready=wait == "ready")
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,14 +165,6 @@ def server_errors(port: int, allowed: tuple[str, ...] = ()) -> float:
         and dict(pairs).get("status", "").startswith("5")
         and dict(pairs).get("status") not in allowed
     )
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
 
 
 # --------------------------------------------------------------------------------------------
