@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +15,22 @@ from service.settings import Settings
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "logits"
+
+# A batch this large (padded tokens) leaves hundreds of MB of freed attention buffers in glibc's
+# heap, which it keeps: RSS after a 5k-word document went from 193 to 480 MB. malloc_trim hands
+# them back (425 -> 95 MB measured after a 32 x 256 batch on both models); it costs well under
+# a millisecond, so paying it only after large batches keeps small requests untouched.
+TRIM_AFTER_TOKENS = 4096
+_LIBC_PATH = ctypes.util.find_library("c")
+_LIBC = ctypes.CDLL(_LIBC_PATH) if _LIBC_PATH else None
+
+
+def release_freed_memory() -> None:
+    """Return freed heap pages to the OS (glibc only; a no-op elsewhere)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -33,6 +51,9 @@ class OnnxRuntime:
         options = ort.SessionOptions()
         options.intra_op_num_threads = settings.intra_op_threads
         options.inter_op_num_threads = settings.inter_op_threads
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if settings.intra_op_spinning else "0"
+        )
         options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization_level]
         options.enable_cpu_mem_arena = settings.cpu_memory_arena
         options.log_severity_level = 3  # ORT's own warnings are noise in our JSON logs
@@ -53,6 +74,8 @@ class OnnxRuntime:
         (logits,) = self.session.run(
             [OUTPUT_NAME], {"input_ids": input_ids, "attention_mask": attention_mask}
         )
+        if input_ids.size >= TRIM_AFTER_TOKENS:
+            release_freed_memory()
         return np.asarray(logits)
 
 

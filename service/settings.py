@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(
         default=0, ge=0, description="Threads across operators; 0 = ONNX Runtime default."
     )
+    intra_op_spinning: bool = Field(
+        default=True,
+        description="Let ONNX Runtime's intra-op threads spin while waiting for work (ORT's default). "
+        "Spinning trades CPU for a little latency; on a machine whose cores the event loop and "
+        "clients share, turning it off frees that CPU.",
+    )
     graph_optimization_level: GraphOptimizationLevel = Field(
         default="all", description="ONNX Runtime graph optimizations."
     )
