@@ -32,6 +32,7 @@ from service import __version__
 from service.artifacts import TASKS
 from service.errors import (
     ClientDisconnected,
+    HeadersTooLarge,
     LimitExceeded,
     PayloadTooLarge,
     ServiceError,
@@ -252,7 +253,8 @@ def as_json_request(scope: Scope) -> Scope:
 
 
 class RequestGuard:
-    """API key, content type and body size of protected/model routes, before any parsing."""
+    """Header size of every request; API key, content type and body size of protected/model routes;
+    all before any parsing."""
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -267,6 +269,7 @@ class RequestGuard:
         model_post = method == "POST" and path in MODEL_ROUTES
         protected = model_post or (self.settings.protect_metrics and path in ("/metrics", "/info"))
         try:
+            self._check_header_size(scope["headers"])
             if protected and self.api_key is not None:
                 self._check_key(Headers(scope=scope))
             if model_post:
@@ -278,6 +281,14 @@ class RequestGuard:
             await error_response(e)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _check_header_size(self, raw_headers: list[tuple[bytes, bytes]]) -> None:
+        size = sum(len(name) + len(value) for name, value in raw_headers)
+        if size > self.settings.max_header_bytes:
+            raise HeadersTooLarge(
+                f"request headers take {size} bytes; the limit is {self.settings.max_header_bytes} "
+                "(ALIGNTAG_MAX_HEADER_BYTES)"
+            )
 
     def _check_key(self, headers: Headers) -> None:
         assert self.api_key is not None

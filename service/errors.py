@@ -51,6 +51,10 @@ class PayloadTooLarge(ServiceError):
     status_code, error_type = 413, "payload_too_large"
 
 
+class HeadersTooLarge(ServiceError):
+    status_code, error_type = 431, "headers_too_large"
+
+
 class UnsupportedMediaType(ServiceError):
     status_code, error_type = 415, "unsupported_media_type"
 

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     max_chars_per_text: int = Field(default=100_000, description="Characters in one text (422 beyond).")
     max_texts_per_request: int = Field(default=256, description="Texts in one request (422 beyond).")
     max_body_bytes: int = Field(default=2 * 1024 * 1024, description="Request body bytes (413 beyond).")
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Bytes of all request headers, names and values (431 beyond). uvicorn's parser sets "
+        "no limit of its own; 16 KiB is what h11 and most proxies allow.",
+    )
 
     # --- batching (per model)
     max_batch_tokens: int = Field(default=8192, description="Tokens (sum of sequence lengths) in one batch.")

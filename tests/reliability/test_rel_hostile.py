@@ -1,10 +1,10 @@
 """Hostile inputs: each gets its documented status (docs/service.md, Errors) and the service stays
 ready, with no 5xx counted in its metrics.
 
-Undocumented by the service, pinned here as observed: huge headers. uvicorn's httptools parser
-sets no limit on header size, so a 1 MB header is read and the request answered (200); the body
-limit (`ALIGNTAG_MAX_BODY_BYTES`) does not cover headers. A reverse proxy in front should cap them
-(nginx `large_client_header_buffers`, 8 kB by default).
+Huge headers: uvicorn's httptools parser sets no limit on header size, so the service checks the
+total itself (`ALIGNTAG_MAX_HEADER_BYTES`, 16 KiB) and answers 431 before any other work. The
+parser has still read them; a reverse proxy in front should also cap them (nginx
+`large_client_header_buffers`, 8 kB by default).
 """
 
 from __future__ import annotations
@@ -87,8 +87,12 @@ CASES = [
     Case("multipart", b"--x\r\n\r\na\r\n--x--", 415, "unsupported_media_type",
          headers={"Content-Type": "multipart/form-data; boundary=x"}),
     Case("json with charset", js({"text": "a"}), 200, headers={"Content-Type": "application/json; charset=utf-8"}),
-    Case("1 MB header", js({"text": "a"}), 200, headers={**JSON, "X-Padding": "a" * 1_000_000}),
-    Case("2,000 headers", js({"text": "a"}), 200, headers={**JSON, **{f"X-H{i}": "v" for i in range(2000)}}),
+    Case("1 MB header", js({"text": "a"}), 431, "headers_too_large", "the limit is 16384",
+         headers={**JSON, "X-Padding": "a" * 1_000_000}),
+    Case("2,000 headers (14 kB, under the limit)", js({"text": "a"}), 200,
+         headers={**JSON, **{f"X-H{i}": "v" for i in range(2000)}}),
+    Case("4,000 headers (30 kB)", js({"text": "a"}), 431, "headers_too_large", "ALIGNTAG_MAX_HEADER_BYTES",
+         headers={**JSON, **{f"X-H{i}": "v" for i in range(4000)}}),
     Case("hostile request id", js({"text": "a"}), 200, headers={**JSON, "X-Request-ID": "<script>alert(1)</script>" * 20}),
 ]  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -203,6 +204,17 @@ def test_body_too_large(client: httpx.Client) -> None:
 
     streamed = client.post("/tag", content=chunks(), headers={"Content-Type": "application/json"})
     assert error(streamed) == (413, "payload_too_large", message)
+
+
+def test_headers_too_large(client: httpx.Client) -> None:
+    padded = {"X-Padding": "a" * 20_000}
+    status, kind, message = error(client.post("/tag", json={"text": "a"}, headers=padded))
+    assert (status, kind) == (431, "headers_too_large")
+    assert re.fullmatch(
+        r"request headers take 20\d{3} bytes; the limit is 16384 \(ALIGNTAG_MAX_HEADER_BYTES\)", message
+    ), message
+    assert error(client.get("/health", headers=padded))[:2] == (431, "headers_too_large")  # every route
+    assert client.post("/tag", json={"text": "a"}, headers={"X-Padding": "a" * 15_000}).status_code == 200
 
 
 def test_malformed_json(client: httpx.Client) -> None:
