@@ -24,7 +24,7 @@ help:
 	@echo "make run          set up, build the default model if missing, serve on PORT (default 8000)"
 	@echo "make test         set up and run the whole test suite"
 	@echo "make setup        virtual environment in $(VENV) with every dependency (constraints.txt)"
-	@echo "make build-model  CONFIG=small|tiny|paper-512x3|paper-768x3: corpus -> artifacts/"
+	@echo "make build-model  CONFIG=small|tiny|small-long|paper-512x3|paper-768x3: corpus -> artifacts/"
 	@echo "make serve        serve $(ARTIFACTS_DIR) on PORT"
 	@echo "make lint         ruff + mypy"
 	@echo "make bench        benchmarks -> reports/bench/"
