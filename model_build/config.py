@@ -126,7 +126,9 @@ def _small_long() -> BuildConfig:
     does longer CPU pretraining close the gap to the targets?"""
     small = _small()
     return dataclasses.replace(
-        small, name="small-long", pretrain=dataclasses.replace(small.pretrain, steps=2000, checkpoint_every=100)
+        small,
+        name="small-long",
+        pretrain=dataclasses.replace(small.pretrain, steps=2000, checkpoint_every=100),
     )
 
 
