@@ -3,7 +3,7 @@
 Also collects the build-stage figures the report carries next to the serving ones: corpus parsing
 MB/s (`reports/bench/corpus.json`, written by `bench/corpus_bench.py`), pretraining tokens/s
 (`<build dir>/pretrain-*/pretrain.json`) and the build's wall time and stages
-(`<build dir>/build-report.json`).
+(`<build dir>/build-history.jsonl`: the last full build and the last invocation).
 """
 
 from __future__ import annotations
@@ -135,6 +135,13 @@ def targets(rows: list[dict], facts: dict[str, dict]) -> list[list[Any]]:
     return out
 
 
+BUILD_KEYS = ("config", "finished", "seconds", "stages")
+
+
+def when(build: dict) -> str:
+    return f", finished {build['finished']}" if build.get("finished") else ""
+
+
 def build_figures(build_dir: Path, reports_dir: Path) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     corpus = reports_dir / "corpus.json"
@@ -166,15 +173,20 @@ def build_figures(build_dir: Path, reports_dir: Path) -> dict[str, Any]:
         )
     if pretrain:
         figures["pretraining"] = pretrain
-    build_report = build_dir / "build-report.json"
-    if build_report.is_file():
-        data = json.loads(build_report.read_text())
-        figures["build"] = {
-            "source": str(build_report),
-            "config": data.get("config"),
-            "seconds": data.get("seconds"),
-            "stages": data.get("stages"),
-        }
+    history_file, last_file = build_dir / "build-history.jsonl", build_dir / "build-report.json"
+    source, history = history_file, []
+    if history_file.is_file():
+        history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
+    elif last_file.is_file():  # a build from before the history existed
+        source, history = last_file, [json.loads(last_file.read_text())]
+    # A full build is an invocation in which every stage did work (a skipped stage takes ~0 s).
+    full = [r for r in history if r.get("stages") and min(r["stages"].values()) >= 1.0]
+    for key, report in (
+        ("build", history[-1] if history else None),
+        ("build_full", full[-1] if full else None),
+    ):
+        if report is not None:
+            figures[key] = {"source": str(source), **{k: report.get(k) for k in BUILD_KEYS}}
     return figures
 
 
@@ -263,13 +275,15 @@ def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str,
             f"- Pretraining ({p['recipe']}, {p['device']} x{p['world_size']}, {p['steps']} steps, "
             f"{p['source']}): {p['tokens_per_second']} tokens/s ({p['seconds_this_run']} s in its last run)."
         )
-    build = figures.get("build")
-    if build:
-        stages = ", ".join(f"{k} {v} s" for k, v in (build.get("stages") or {}).items())
-        parts.append(
-            f"- `make build-model` (config {build['config']}, {build['source']}): {build['seconds']} s wall "
-            f"for the last invocation (stages skipped as done count ~0): {stages}."
-        )
+    for key, what in (("build_full", "the last full build (every stage ran)"),
+                      ("build", "the last invocation (stages skipped as done count ~0)")):  # fmt: skip
+        build = figures.get(key)
+        if build:
+            stages = ", ".join(f"{k} {v} s" for k, v in (build.get("stages") or {}).items())
+            parts.append(
+                f"- `make build-model` (config {build['config']}{when(build)}, {build['source']}): "
+                f"{build['seconds']} s wall for {what}: {stages}."
+            )
     if not any(figures.get(k) for k in ("corpus", "pretraining", "build")):
         parts.append("- No build-stage figures found (run the build and bench/corpus_bench.py first).")
     parts.append("")

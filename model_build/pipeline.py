@@ -221,11 +221,16 @@ def build(
     total = time.perf_counter() - t_start
     report = {
         "config": cfg.name,
+        "finished": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(total, 1),
         "stages": stages.timings,
         "artifacts": {k: str(v) for k, v in published.items()},
     }
     (work_dir / "build-report.json").write_text(json.dumps(report, indent=2))
+    # build-report.json describes this invocation only (a no-op rerun takes seconds); the history
+    # keeps every invocation, so the full build's stage times survive later reruns.
+    with (work_dir / "build-history.jsonl").open("a") as history:
+        history.write(json.dumps(report) + "\n")
     return published
 
 

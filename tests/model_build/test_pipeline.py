@@ -198,6 +198,13 @@ def test_interrupted_build_resumes_and_publishes(labelled_data_dir: Path, tmp_pa
     again = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0
     assert len(list(artifacts.glob("*/*/manifest.json"))) == 2
+    # Every completed invocation is in the history (the killed one never completed); the last
+    # is also build-report.json.
+    history = [json.loads(line) for line in (work / "build-history.jsonl").read_text().splitlines()]
+    assert len(history) == 2
+    assert history[-1] == json.loads((work / "build-report.json").read_text())
+    assert history[1]["seconds"] < history[0]["seconds"]
+    assert set(history[0]["stages"]) >= {"pretrain-aligned", "finetune-concepts", "export-acronyms"}
 
 
 def test_ddp_pretraining_on_two_cpu_processes(
