@@ -104,7 +104,11 @@ def word_level_labels(
 ) -> list[int]:
     """Each word takes the label of its first sub-token (the model build scores the same way):
     its other tokens become I of that span type, or O. Spans therefore never start or end inside
-    a word (no `utions` out of `evolutions`)."""
+    a word (no `utions` out of `evolutions`).
+
+    A copy of `model_build.data.word_level_labels` on purpose: the two halves share only the
+    artifact contract (docs/contracts.md), and the service must not import the torch-side build.
+    tests/service/test_svc_tagging.py checks that both give the same labels."""
     index = {name: i for i, name in enumerate(label_names)}
     out = list(label_ids)
     for i in range(1, len(out)):

@@ -6,9 +6,21 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from model_build.data import word_level_labels as build_word_level_labels
+from model_build.model import ACRONYM_LABELS
 from service.batcher import run_sequences
-from service.tagging import Encoded, Span, decode_bio, merge_windows, plan_windows, tag_text
+from service.tagging import (
+    Encoded,
+    Span,
+    decode_bio,
+    merge_windows,
+    plan_windows,
+    tag_text,
+    word_level_labels,
+)
 
 LABELS = ["O", "B-concept", "I-concept"]
 O, B, I = 0, 1, 2  # noqa: E741 - BIO label ids
@@ -158,3 +170,18 @@ def test_a_word_takes_the_label_of_its_first_sub_token() -> None:
     probs[2] = [0.9, 0.05, 0.05]
     (span,) = decode_bio(offsets, probs, labels, word_ids)
     assert (span.start, span.end, span.label) == (8, 18, "concept")
+
+
+@given(st.lists(st.tuples(st.integers(0, len(ACRONYM_LABELS) - 1), st.booleans()), max_size=40))
+def test_service_and_build_decode_words_alike(tokens: list[tuple[int, bool]]) -> None:
+    """The service's copy of the word-level rule gives exactly the build's labels (the build scores
+    with its own copy; the halves share no code)."""
+    label_ids = [label for label, _ in tokens]
+    word_ids, word = [], 0
+    for i, (_, continues_word) in enumerate(tokens):
+        word += 0 if (continues_word and i > 0) else 1
+        word_ids.append(word)
+    names = list(ACRONYM_LABELS)
+    assert word_level_labels(label_ids, word_ids, names) == build_word_level_labels(
+        label_ids, word_ids, names
+    )
