@@ -8,8 +8,9 @@ There is no wait timer: an idle service runs a lone request at once (batch-1 lat
 load batches grow by themselves because requests pile up while the previous batch runs.
 
 - A job larger than the budget is split over several batches; the queue stays FIFO.
-- Inside a batch, sequences are sorted by length and cut into groups so that padding at most
-  doubles a group's work (a 5-token and a 500-token sequence are not padded together).
+- Inside a batch, sequences are sorted by length and cut into the groups that cost least to run
+  (padding against the fixed cost of a call, `length_groups`): a 5-token and a 500-token sequence
+  are never padded together, and neither are 30- and 50-token sentences of one batch request.
 - The queue is bounded: past `max_queue` waiting jobs, `submit` raises `Overloaded` at once.
 - A job whose future was cancelled (its client went away) is dropped before it runs.
 - A failing batch sets `InferenceFailed` on the future of every job in it; the worker carries on.
@@ -62,22 +63,44 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(-1, keepdims=True)
 
 
-def length_groups(lengths: Sequence[int]) -> list[list[int]]:
-    """Indices sorted by length, cut so that each group's padded size is at most twice its tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+# Cost of one ONNX Runtime call, in padded tokens, for `length_groups`. Measured on the 512x3 int8
+# model with 2 threads (bench sentences, sorted by length): a call costs about 0.3 ms plus 25 us a
+# padded token, so the fixed part is worth ~12 tokens. Past ~1,000 tokens a call gets slower per
+# token (24.4 us at 24x40, 26.2 at 64x40, 31.7 at 4x256, 38.6 at 32x256: the activations leave
+# the cache), so a group stops there unless one sequence alone is longer.
+GROUP_CALL_TOKENS = 12
+GROUP_MAX_TOKENS = 1024
+
+
+def length_groups(
+    lengths: Sequence[int], call_tokens: int = GROUP_CALL_TOKENS, max_tokens: int = GROUP_MAX_TOKENS
+) -> list[list[int]]:
+    """Indices sorted by length and cut into the groups that cost least to run, one call each.
+
+    A group costs `call_tokens` plus its padded size (rows x longest), and holds at most
+    `max_tokens` padded tokens. Sixteen unsorted bench sentences padded together cost 1.51 ms a
+    text against 1.01 ms in sorted groups. Groups are contiguous runs of the sorted order, so the
+    best cut is an O(n^2) dynamic programme, vectorised over the start of the last group.
+    """
+    n = len(lengths)
+    order = sorted(range(n), key=lambda i: lengths[i])
+    ordered = np.asarray([lengths[i] for i in order], dtype=np.float64)
+    starts = np.arange(n, dtype=np.float64)
+    best = np.zeros(n + 1)  # best[j]: least cost of the first j sorted sequences
+    cut = np.zeros(n + 1, dtype=np.int64)  # where the last group of that best cost starts
+    for j in range(1, n + 1):
+        longest = ordered[j - 1]
+        rows = j - starts[:j]  # rows of a group from start i to j
+        cost = best[:j] + call_tokens + rows * longest
+        cost[(rows * longest > max_tokens) & (rows > 1)] = np.inf
+        cut[j] = int(np.argmin(cost))
+        best[j] = cost[cut[j]]
     groups: list[list[int]] = []
-    current: list[int] = []
-    tokens = 0
-    for i in order:
-        longest = lengths[i]  # sorted ascending: the newcomer is the longest of the group
-        if current and (len(current) + 1) * longest > 2 * (tokens + longest):
-            groups.append(current)
-            current, tokens = [], 0
-        current.append(i)
-        tokens += lengths[i]
-    if current:
-        groups.append(current)
-    return groups
+    j = n
+    while j > 0:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
 
 
 def run_sequences(run: RunFn, sequences: Sequence[Sequence[int]], pad_id: int) -> list[np.ndarray]:

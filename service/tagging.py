@@ -49,14 +49,17 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str]) -> list[Encoded]:
         encodings = [tokenizer.encode(texts[0], add_special_tokens=False)]
     else:
         encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    return [
-        Encoded(
-            ids=list(e.ids),
-            offsets=[(int(s), int(t)) for s, t in e.offsets],
-            word_ids=[-1 - i if w is None else int(w) for i, w in enumerate(e.word_ids)],
-        )
-        for e in encodings
-    ]
+    # The binding already hands out Python lists of ints and (int, int) tuples: no copies here,
+    # this runs on the event loop for every text.
+    return [Encoded(ids=e.ids, offsets=e.offsets, word_ids=_word_ids(e.word_ids)) for e in encodings]
+
+
+def _word_ids(word_ids: list[int | None]) -> list[int]:
+    """None (a token outside any word; never produced without special tokens) becomes a word of
+    its own, numbered below zero so it cannot join a neighbour."""
+    if None not in word_ids:
+        return word_ids  # type: ignore[return-value]
+    return [-1 - i if w is None else w for i, w in enumerate(word_ids)]
 
 
 def plan_windows(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -86,6 +89,8 @@ def merge_windows(
     """
     if not ranges:
         return np.zeros((0, 0), dtype=np.float32)
+    if len(ranges) == 1:  # one window holds the whole text: nothing to merge
+        return np.asarray(window_probs[0][:n_tokens], dtype=np.float32)
     merged = np.empty((n_tokens, window_probs[0].shape[-1]), dtype=np.float32)
     best = np.full(n_tokens, -1, dtype=np.int64)
     for (start, end), probs in zip(ranges, window_probs, strict=True):
@@ -133,25 +138,31 @@ def decode_bio(
     kinds = [None if name == "O" else name.split("-", 1) for name in label_names]
     spans: list[Span] = []
     open_span: list | None = None  # [start, end, kind, score sum, token count]
+    previous = -2  # index of the last token looked at; a gap means "O" tokens in between
 
     def close() -> None:
         if open_span is not None:
             spans.append(Span(open_span[0], open_span[1], open_span[2], open_span[3] / open_span[4]))
 
-    for (start, end), label_id, p in zip(offsets, label_ids.tolist(), top.tolist(), strict=True):
-        kind = kinds[label_id]
-        if kind is None or start >= end:  # "O", or a zero-width token (never from this tokenizer)
+    # Only the tokens labelled other than "O" are visited (most tokens are "O"); an "O" token
+    # shows up as a gap in the indices and closes the open span, as it would in a full scan.
+    is_outside = np.array([kind is None for kind in kinds])
+    label_list = label_ids.tolist()
+    for i in np.flatnonzero(~is_outside[label_ids]).tolist():
+        start, end = offsets[i]
+        prefix, span_type = kinds[label_list[i]]
+        if start >= end:  # a zero-width token (never from this tokenizer) ends any span
             close()
-            open_span = None
+            open_span, previous = None, i
             continue
-        prefix, span_type = kind
-        if prefix == "I" and open_span is not None and open_span[2] == span_type:
+        if prefix == "I" and open_span is not None and open_span[2] == span_type and previous == i - 1:
             open_span[1] = end
-            open_span[3] += p
+            open_span[3] += float(top[i])
             open_span[4] += 1
         else:
             close()
-            open_span = [start, end, span_type, p, 1]
+            open_span = [start, end, span_type, float(top[i]), 1]
+        previous = i
     close()
     return spans
 
