@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.batcher import Batcher, length_groups, run_sequences
 from service.errors import InferenceFailed, Overloaded
@@ -59,10 +62,34 @@ def rejected(batcher: Batcher, reason: str) -> float:
     return value or 0.0
 
 
-def test_length_groups_limit_padding() -> None:
+def test_length_groups_keep_short_and_long_sequences_apart() -> None:
     assert length_groups([5, 5, 5]) == [[0, 1, 2]]
     assert length_groups([500, 5, 6]) == [[1, 2], [0]]
-    assert sorted(i for g in length_groups([3, 1, 4, 1, 5, 9, 2, 6]) for i in g) == list(range(8))
+    assert length_groups([]) == []
+    # 32 full windows: four a call (1,024 tokens), not one 8,192-token call
+    assert [len(g) for g in length_groups([256] * 32)] == [4] * 8
+
+
+def group_cost(lengths: list[int], groups: list[list[int]], call_tokens: int) -> int:
+    return sum(call_tokens + len(g) * max(lengths[i] for i in g) for g in groups)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=9), st.integers(0, 50))
+def test_length_groups_find_the_cheapest_cut(lengths: list[int], call_tokens: int) -> None:
+    max_tokens = 600
+    groups = length_groups(lengths, call_tokens=call_tokens, max_tokens=max_tokens)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(len(g) == 1 or len(g) * max(lengths[i] for i in g) <= max_tokens for g in groups)
+    # Brute force: every way to cut the sorted order into contiguous groups within the cap.
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    costs = []
+    for mask in range(1 << (len(order) - 1)):
+        cuts = [0] + [k + 1 for k in range(len(order) - 1) if mask >> k & 1] + [len(order)]
+        candidate = [order[a:b] for a, b in itertools.pairwise(cuts)]
+        if all(len(g) == 1 or len(g) * max(lengths[i] for i in g) <= max_tokens for g in candidate):
+            costs.append(group_cost(lengths, candidate, call_tokens))
+    assert group_cost(lengths, groups, call_tokens) == min(costs)
 
 
 def test_run_sequences_returns_unpadded_probabilities_in_input_order() -> None:

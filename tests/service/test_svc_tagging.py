@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from model_build.data import decode_spans as build_decode_spans
 from model_build.data import word_level_labels as build_word_level_labels
 from model_build.model import ACRONYM_LABELS
 from service.batcher import run_sequences
@@ -185,3 +186,17 @@ def test_service_and_build_decode_words_alike(tokens: list[tuple[int, bool]]) ->
     assert word_level_labels(label_ids, word_ids, names) == build_word_level_labels(
         label_ids, word_ids, names
     )
+
+
+@given(st.lists(st.lists(st.floats(0.01, 1.0), min_size=5, max_size=5), max_size=40))
+def test_service_and_build_decode_spans_alike(rows: list[list[float]]) -> None:
+    """The service's decode (which visits only the non-O tokens) finds exactly the spans and scores
+    of the build's full scan (`model_build.data.decode_spans`, which the dev figures come from)."""
+    probs = np.asarray(rows, dtype=np.float32).reshape(-1, len(ACRONYM_LABELS))
+    probs /= probs.sum(-1, keepdims=True)
+    offsets = [(2 * i, 2 * i + 1) for i in range(len(probs))]
+    names = list(ACRONYM_LABELS)
+    ours = decode_bio(offsets, probs, names)
+    theirs = build_decode_spans(offsets, probs.argmax(-1).tolist(), names, probs.max(-1).tolist())
+    assert [(s.start, s.end, s.label) for s in ours] == [(a, b, k) for a, b, k, _ in theirs]
+    assert [s.score for s in ours] == pytest.approx([p for *_, p in theirs])
