@@ -56,7 +56,10 @@ class Stages:
         out = self.work_dir / "corpus"
         stats = build_corpus(self.cfg.corpus, self.data_dir, out)
         self._timed("corpus", t0)
-        return out, fingerprint((out / "config.json").read_text(), stats.get("documents"))
+        # The corpus digest (inputs by content, settings, code), not config.json's text, which
+        # names absolute paths: a clone elsewhere with the same data reuses every later stage.
+        corpus_digest = json.loads((out / "config.json").read_text())["fingerprint"]["sha256"]
+        return out, fingerprint(corpus_digest, stats.get("documents"))
 
     def tokenizer(self, corpus_dir: Path, corpus_fp: str) -> tuple[Path, str]:
         t0 = time.perf_counter()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -231,3 +233,23 @@ def test_dictd_sources_in_build(tmp_path: Path) -> None:
             assert spans == sorted(spans)
             assert all(a < b <= c for (a, b), (c, _) in zip(spans, spans[1:], strict=False))
             assert all(0 <= s < e <= len(d["text"]) for s, e in spans)
+
+
+def test_fingerprint_follows_content_not_paths_or_mtimes(data_dir: Path, tmp_path: Path) -> None:
+    """A data directory copied afresh (new clone, new container) is the same corpus: no rebuild.
+    The same bytes under new mtimes and a new path keep the digest; one changed byte does not."""
+    out = tmp_path / "corpus"
+    build_corpus(small_cfg(), data_dir, out)
+    before = json.loads((out / "config.json").read_text())["fingerprint"]["sha256"]
+    copy = tmp_path / "copied-data"
+    shutil.copytree(data_dir, copy)  # new path, new mtimes
+    for page in copy.rglob("*"):
+        os.utime(page, ns=(1, 1))
+    stats_mtime = (out / "stats.json").stat().st_mtime_ns
+    build_corpus(small_cfg(), copy, out)
+    assert json.loads((out / "config.json").read_text())["fingerprint"]["sha256"] == before
+    assert (out / "stats.json").stat().st_mtime_ns == stats_mtime  # reused, not rebuilt
+    page = copy / "wikitext" / "Old.txt"
+    page.write_bytes(page.read_bytes() + b" ")
+    build_corpus(small_cfg(), copy, out)
+    assert json.loads((out / "config.json").read_text())["fingerprint"]["sha256"] != before
