@@ -5,7 +5,8 @@ head is finetuned on N examples (N in `sizes`, several seeds) drawn from a label
 and scored on its dev file. N=0 is zero-shot: the pretrained head as it is (only meaningful for
 `aligned`; for `mlm` the head is untrained). The rule-based acronym matcher of the corpus stage is
 a reference row. Every finished run is saved at once under `<work>/experiment/runs/`, so an
-interrupted experiment resumes where it stopped; the report is rebuilt from the saved runs.
+interrupted experiment resumes where it stopped; the report is rebuilt from the saved runs. A
+saved run carries the fingerprint of its pretraining and settings and is redone when they change.
 
 Outputs: `reports/experiment/report.md`, `results.json` (rows {task, dataset, recipe, config, n,
 seed, metric, value}, values in percent) and `learning_curves.png`.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from model_build.config import BuildConfig, as_dict, default_data_dir, get_config
+from model_build.config import BuildConfig, as_dict, default_data_dir, fingerprint, get_config
 
 RECIPES = ("aligned", "mlm")
 
@@ -65,11 +66,12 @@ def _run_one(job: dict) -> dict:
     data_dir = Path(job["data_dir"])
     dev = read_span_file(data_dir / job["dev"], job["eval_max_examples"])
     ft_cfg = job["finetune_cfg"]
+    finetuned: dict[str, Any] = {}
     if job["n"] == 0:
         model = encoder
     else:
         train = read_span_file(data_dir / job["train"])
-        model, _ = finetune(
+        model, summary = finetune(
             encoder,
             job["recipe"],
             job["task"],
@@ -78,16 +80,30 @@ def _run_one(job: dict) -> dict:
             ft_cfg,
             n_examples=job["n"],
         )
+        # Kept so a reader can tell an undertrained run (selection score still rising at the
+        # last epoch) from a converged one.
+        finetuned = {
+            k: summary[k] for k in ("steps", "history", "best_selection_score", "selection_examples")
+        }
     scores = dev_scores_torch(model, job["task"], Path(job["tokenizer"]), dev, ft_cfg.seq_len)
     result = {k: job[k] for k in ("task", "dataset", "recipe", "config", "n", "seed")}
     result["metrics"] = scores["metrics"]
     result["headline"] = scores["headline"]
+    result["finetune"] = finetuned
+    result["fingerprint"] = job["fingerprint"]
     result["seconds"] = round(time.perf_counter() - t0, 1)
     out = Path(job["out"])
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(out)
     return result
+
+
+def _saved_fingerprint(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
 
 
 def rule_rows(data_dir: Path, datasets: list[tuple[str, str]]) -> list[dict]:
@@ -173,10 +189,21 @@ def run_experiment(
                                 "finetune_cfg": ft_cfg,
                                 "eval_max_examples": exp.eval_max_examples,
                                 "out": str(runs_dir / f"{key}.json"),
+                                # A saved run counts only for the same pretraining and settings.
+                                "fingerprint": fingerprint(
+                                    tokenizer_fp,
+                                    cfg.model,
+                                    cfg.pretrain,
+                                    recipe,
+                                    ft_cfg,
+                                    train,
+                                    dev,
+                                    exp.eval_max_examples,
+                                ),
                                 "threads": max(1, (os.cpu_count() or 1) // exp.workers),
                             }
                         )
-    todo = [j for j in jobs if not Path(j["out"]).exists()]
+    todo = [j for j in jobs if _saved_fingerprint(Path(j["out"])) != j["fingerprint"]]
     print(f"experiment {cfg.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already done")
     if todo:
         from tqdm import tqdm
@@ -226,6 +253,26 @@ def result_rows(results: list[dict], config_name: str) -> list[dict]:
     return rows
 
 
+def convergence_lines(results: list[dict]) -> list[str]:
+    """Per task, recipe and N: optimizer steps, and how many runs peaked at their last epoch."""
+    runs: dict[tuple, list[dict]] = {}
+    for r in results:
+        history = r.get("finetune", {}).get("history")
+        if history:
+            runs.setdefault((r["task"], r["dataset"], r["recipe"], r["n"]), []).append(r["finetune"])
+    lines = []
+    for (task, dataset, recipe, n), done in sorted(runs.items()):
+        last_best = sum(
+            1 for f in done if max(range(len(f["history"])), key=lambda e: f["history"][e]["selection_score"])
+            == len(f["history"]) - 1
+        )  # fmt: skip
+        lines.append(
+            f"- {task} / {dataset} / {recipe} / N={n}: {done[0]['steps']} steps, "
+            f"{len(done[0]['history'])} epochs; best at the last epoch in {last_best} of {len(done)} runs"
+        )
+    return lines or ["- (no finetuning history recorded)"]
+
+
 def write_report(
     results: list[dict], cfg: BuildConfig, exp: ExperimentConfig, pretrain_summaries: dict, report_dir: Path
 ) -> None:
@@ -265,6 +312,15 @@ def write_report(
             if a and b:
                 diffs.append(f"N={n}: {statistics.mean(a) - statistics.mean(b):+.1f}")
         lines.append(f"- {task} / {dataset}: " + ", ".join(diffs))
+    lines += [
+        "",
+        "## Finetuning: did the runs converge?",
+        "",
+        "Selection score = headline on the held-out slice of the N examples, after each epoch. A run",
+        "whose best epoch is its last was still improving when it stopped.",
+        "",
+    ]
+    lines += convergence_lines(results)
     lines += ["", "## Pretraining", ""]
     for recipe, s in pretrain_summaries.items():
         lines.append(

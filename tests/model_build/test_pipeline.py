@@ -263,11 +263,20 @@ def test_experiment_writes_report_results_and_plot(
     text = (report / "report.md").read_text()
     assert "| acronyms | sdu21-dev | aligned |" in text and "| concepts | inspec-dev | mlm |" in text
     assert (report / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finetuned = [r for r in results if r.get("finetune")]
+    assert len(finetuned) == 2 * 2 and all(r["n"] == 12 for r in finetuned)
+    assert all(r["finetune"]["steps"] >= 4 and r["finetune"]["history"] for r in finetuned)
+    assert "- acronyms / sdu21-dev / aligned / N=12: " in text
     assert len(results) == 2 * 2 * 2 + 2
     # Rerun: every run is already saved, nothing is recomputed.
-    t0 = time.perf_counter()
+    runs = sorted((work / "experiment" / "runs").glob("*.json"))
+    saved = {p.name: p.stat().st_mtime_ns for p in runs}
     run_experiment("tiny", labelled_data_dir, work, report, exp)
-    assert time.perf_counter() - t0 < 60
+    assert {p.name: p.stat().st_mtime_ns for p in runs} == saved
+    # Other finetuning settings: the saved runs no longer count, each finetuned run is redone.
+    run_experiment("tiny", labelled_data_dir, work, report, replace(exp, min_steps=5))
+    redone = {p.name for p in runs if p.stat().st_mtime_ns != saved[p.name]}
+    assert redone == {p.name for p in runs}
 
 
 def test_build_without_labelled_data_publishes_zero_shot_heads(tmp_path: Path) -> None:
