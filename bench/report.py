@@ -212,6 +212,15 @@ def write(
     return results, report
 
 
+def quality_rows(facts: dict[str, dict]) -> list[list[Any]]:
+    return [
+        [variant, q["dataset"], q["output"], q["texts"], q["headline"],
+         "; ".join(f"{k} {v['p']} / {v['r']} / {v['f1']}" for k, v in q["labels"].items())]
+        for variant, f in facts.items()
+        for q in f.get("quality", [])
+    ]  # fmt: skip
+
+
 def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str, Any], meta: dict) -> str:
     parts = [
         "# aligntag benchmark",
@@ -259,6 +268,17 @@ def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str,
         "RSS is the server process's VmRSS from /proc with both models (concepts and acronyms) loaded: "
         "`rss_mb_ready` just after start-up (models loaded and warmed up), `rss_mb` after every scenario "
         "(ONNX Runtime's memory arena keeps the peak of the largest batch: long documents).",
+        "",
+        "## Served output quality (dev sets)",
+        "",
+        "Every dev text posted once to each ONNX variant; answers scored with the build's scorer "
+        "(exact spans, percent; acronyms: SDU macro F1, concepts: micro F1). `acronyms list` counts only "
+        "the short forms and the long forms the service paired with them (`acronyms[].long_form`); "
+        "`all spans` adds the unpaired `long_forms`. See bench/quality.py.",
+        "",
+        markdown_table(
+            ["variant", "dataset", "output", "texts", "headline", "per label P / R / F1"], quality_rows(facts)
+        ),
         "",
         "## Build stages",
         "",

@@ -18,6 +18,9 @@ Scenarios (all on `POST /tag` unless named otherwise; see docs/bench.md):
   intended send time;
 - `batch16`: 16 sentences per request, closed loop at concurrency 4 (texts/s = 16 x req/s);
 - `long-doc`: ~5,000-word documents (windowed), one at a time.
+
+After the scenarios, each ONNX variant answers every dev text once and the answers are scored
+(`bench/quality.py`): quality as served, next to the build's raw-span figures.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from bench import loadgen
 from bench.inputs import long_documents, sentence_pool
 from bench.loadgen import Run, Target, percentile
+from bench.quality import served_quality
 from bench.servers import Server, proc_status, start
 
 CONCURRENCIES = (1, 4, 16, 64)
@@ -156,6 +160,11 @@ def run_variant(
         run.samples.extend(one.samples)
         run.seconds += one.seconds
     record(row("long-doc", variant, 1, run))
+
+    if variant.startswith("onnx-"):  # the served variants: what their clients get, on the dev sets
+        facts["quality"] = served_quality(port)
+        for q in facts["quality"]:
+            say(f"  quality {q['dataset']:<12} {q['output']:<14} headline {q['headline']}")
 
     status = proc_status(server.pid)
     facts["rss_mb_end"] = round(status["VmRSS"] / 1024, 1)

@@ -1,0 +1,46 @@
+"""Served-output quality (bench/quality.py): the answers of a real service, scored with the build's
+scorer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bench.quality import post_texts, served_quality, spans_of
+
+
+def test_the_acronyms_list_keeps_short_forms_and_their_paired_long_forms_only() -> None:
+    answer = {
+        "acronyms": [
+            {"text": "CNL", "start": 29, "end": 32, "score": 0.9,
+             "long_form": {"text": "controlled natural language", "start": 0, "end": 27, "score": 0.8}},
+            {"text": "API", "start": 40, "end": 43, "score": 0.7, "long_form": None},
+        ],
+        "long_forms": [{"text": "free text", "start": 50, "end": 59, "score": 0.6}],
+    }  # fmt: skip
+    readings = spans_of("acronyms", answer)
+    assert readings["acronyms list"] == {(29, 32, "short"), (40, 43, "short"), (0, 27, "long")}
+    assert readings["all spans"] == readings["acronyms list"] | {(50, 59, "long")}
+    concepts = spans_of("concepts", {"concepts": [{"text": "x", "start": 3, "end": 4, "score": 0.5}]})
+    assert concepts == {"all spans": {(3, 4, "concept")}}
+
+
+def test_every_dev_text_is_answered_and_scored(
+    running_service: str, labelled_data_dir: Path, tmp_path: Path
+) -> None:
+    """A real service, the first 40 texts of each dev file (two batch requests each): one row per
+    reading, every text answered, scores in range. (The tiny model finds almost nothing, so the
+    figures themselves are not asserted; `spans_of` is checked above on a hand-made answer.)"""
+    for name in ("acronyms/sdu21-dev.jsonl", "concepts/inspec-dev.jsonl"):
+        lines = (labelled_data_dir / name).read_text(encoding="utf-8").splitlines()[:40]
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    port = int(urlparse(running_service).port or 0)
+    assert len(post_texts(port, "/acronyms", ["The CNN ( convolutional neural network ) works ."])) == 1
+
+    rows = served_quality(port, tmp_path)
+    outputs = {(r["task"], r["dataset"], r["output"]) for r in rows}
+    assert outputs == {("acronyms", "sdu21-dev", "all spans"), ("acronyms", "sdu21-dev", "acronyms list"),
+                       ("concepts", "inspec-dev", "all spans")}  # fmt: skip
+    assert all(r["texts"] == 40 and 0.0 <= r["headline"] <= 100.0 for r in rows)
+    assert set(next(r for r in rows if r["task"] == "acronyms")["labels"]) == {"long", "short"}
