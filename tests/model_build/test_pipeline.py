@@ -153,6 +153,41 @@ def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: P
     )
 
 
+def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_head(
+    tiny_build_dir: Path, labelled_data_dir: Path
+) -> None:
+    """The offsets found are the ones in the head's bias afterwards, and the score they claim is the
+    score the calibrated model really gets on the slice (never below the uncalibrated one)."""
+    from model_build.data import read_span_file
+    from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
+    from model_build.finetune import calibrate_head
+
+    work = tiny_build_dir / "work"
+    (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
+    encoder, _ = load_encoder(checkpoint)
+    tokenizer = load_tokenizer(work / "tokenizer" / "tokenizer.json")
+    selection = read_span_file(labelled_data_dir / "acronyms" / "sdu21-train.jsonl", limit=24)
+    tagger = Tagger(encoder, "acronyms")
+    before_bias = encoder.heads["acronyms"].bias.detach().clone().numpy()
+
+    def slice_score() -> float:
+        preds, _ = predict_spans(
+            [r["text"] for r in selection], tokenizer, torch_logits_fn(tagger), LABELS["acronyms"], 64
+        )
+        return headline("acronyms", score(selection, preds, LABELS["acronyms"]))
+
+    uncalibrated = slice_score()
+    offsets, claimed = calibrate_head(tagger, "acronyms", selection, tokenizer, 64)
+    expected = before_bias + np.array(
+        [offsets.get(name, 0.0) for name in LABELS["acronyms"]], dtype=np.float32
+    )
+    np.testing.assert_allclose(encoder.heads["acronyms"].bias.detach().numpy(), expected, atol=1e-6)
+    assert "O" not in offsets
+    assert claimed >= uncalibrated
+    assert slice_score() == pytest.approx(claimed, abs=1e-6)
+    assert (claimed > uncalibrated) == bool(offsets)  # offsets are kept only when they help
+
+
 def test_interrupted_build_resumes_and_publishes(labelled_data_dir: Path, tmp_path: Path) -> None:
     """Kill -9 during pretraining: nothing is published; the rerun resumes and completes."""
     work, artifacts = tmp_path / "work", tmp_path / "artifacts"
