@@ -83,7 +83,8 @@ def _run_one(job: dict) -> dict:
         # Kept so a reader can tell an undertrained run (selection score still rising at the
         # last epoch) from a converged one.
         finetuned = {
-            k: summary[k] for k in ("steps", "history", "best_selection_score", "selection_examples")
+            k: summary[k]
+            for k in ("steps", "history", "best_selection_score", "selection_examples", "label_offsets")
         }
     scores = dev_scores_torch(model, job["task"], Path(job["tokenizer"]), dev, ft_cfg.seq_len)
     result = {k: job[k] for k in ("task", "dataset", "recipe", "config", "n", "seed")}
@@ -268,7 +269,7 @@ def convergence_lines(results: list[dict]) -> list[str]:
         )  # fmt: skip
         lines.append(
             f"- {task} / {dataset} / {recipe} / N={n}: {done[0]['steps']} steps, "
-            f"{len(done[0]['history'])} epochs; best at the last epoch in {last_best} of {len(done)} runs"
+            f"{len(done[0]['history'])} epoch(s); best at the last epoch in {last_best} of {len(done)} runs"
         )
     return lines or ["- (no finetuning history recorded)"]
 
@@ -286,7 +287,9 @@ def write_report(
         f"# Aligned vs MLM-only pretraining, config `{cfg.name}`",
         "",
         "Headline metric: acronyms = official SDU macro F1 (exact spans); concepts = exact-span micro F1.",
-        "Mean ± sample sd over seeds; one seed where no sd is shown. Model selection never sees dev.",
+        "Mean ± sample sd over seeds; one seed where no sd is shown. Model selection never sees dev: the",
+        "best epoch, and then the head's per-label logit offsets (`finetune.calibrate_head`, from N=200 up,",
+        "where the held-out slice has at least 20 examples), are chosen on a held-out slice of the N examples.",
         "",
         "| task | dataset | recipe | " + " | ".join(f"N={n}" for n in exp.sizes) + " |",
         "|---|---|---|" + "---|" * len(exp.sizes),
