@@ -212,7 +212,16 @@ def build(
             },
             "finetuning": {
                 k: ft_summary.get(k)
-                for k in ("dataset", "examples", "seed", "zero_shot", "steps", "best_selection_score")
+                for k in (
+                    "dataset",
+                    "examples",
+                    "seed",
+                    "zero_shot",
+                    "steps",
+                    "best_selection_score",
+                    "label_offsets",
+                    "calibrated_selection_score",
+                )
             },
             "build": {"fingerprint": export_fp, "config": as_dict(cfg), "data_dir": str(data_dir)},
         }
