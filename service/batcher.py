@@ -31,6 +31,7 @@ import numpy as np
 
 from service.errors import InferenceFailed, Overloaded
 from service.metrics import Metrics
+from service.runtime import TRIM_AFTER_TOKENS, release_freed_memory
 
 log = logging.getLogger("aligntag.batcher")
 
@@ -106,8 +107,10 @@ def length_groups(
 def run_sequences(run: RunFn, sequences: Sequence[Sequence[int]], pad_id: int) -> list[np.ndarray]:
     """Probabilities for each sequence, computed in length groups (runs in the worker thread)."""
     out: list[np.ndarray | None] = [None] * len(sequences)
+    padded = 0
     for group in length_groups([len(s) for s in sequences]):
         width = max(len(sequences[i]) for i in group)
+        padded += width * len(group)
         ids = np.full((len(group), width), pad_id, dtype=np.int64)
         mask = np.zeros((len(group), width), dtype=np.int64)
         for row, i in enumerate(group):
@@ -118,6 +121,8 @@ def run_sequences(run: RunFn, sequences: Sequence[Sequence[int]], pad_id: int) -
             raise RuntimeError(f"model returned logits of shape {probs.shape} for input {ids.shape}")
         for row, i in enumerate(group):
             out[i] = probs[row, : len(sequences[i])]
+    if padded >= TRIM_AFTER_TOKENS:
+        release_freed_memory()
     return [p for p in out if p is not None]
 
 

@@ -16,10 +16,11 @@ from service.settings import Settings
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAME = "logits"
 
-# A batch this large (padded tokens) leaves hundreds of MB of freed attention buffers in glibc's
-# heap, which it keeps: RSS after a 5k-word document went from 193 to 480 MB. malloc_trim hands
-# them back (425 -> 95 MB measured after a 32 x 256 batch on both models); it costs well under
-# a millisecond, so paying it only after large batches keeps small requests untouched.
+# A batch this large (padded tokens, summed over its length groups) leaves hundreds of MB of freed
+# buffers in glibc's heap, which it keeps: RSS after a 5k-word document went from 193 to 480 MB.
+# malloc_trim hands them back (425 -> 95 MB measured after a 32 x 256 batch on both models); it
+# costs well under a millisecond, so paying it only after large batches (the batcher calls it)
+# keeps small requests untouched.
 TRIM_AFTER_TOKENS = 4096
 _LIBC_PATH = ctypes.util.find_library("c")
 _LIBC = ctypes.CDLL(_LIBC_PATH) if _LIBC_PATH else None
@@ -74,8 +75,6 @@ class OnnxRuntime:
         (logits,) = self.session.run(
             [OUTPUT_NAME], {"input_ids": input_ids, "attention_mask": attention_mask}
         )
-        if input_ids.size >= TRIM_AFTER_TOKENS:
-            release_freed_memory()
         return np.asarray(logits)
 
 

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service import batcher as batcher_module
 from service.batcher import Batcher, length_groups, run_sequences
 from service.errors import InferenceFailed, Overloaded
 from service.metrics import Metrics
@@ -99,6 +100,18 @@ def test_run_sequences_returns_unpadded_probabilities_in_input_order() -> None:
     assert [p.shape for p in probs] == [(3, N_LABELS), (1, N_LABELS), (2, N_LABELS)]
     np.testing.assert_allclose(probs[0].sum(-1), 1.0, rtol=1e-6)
     assert probs[1][0].argmax() == 1
+
+
+def test_a_large_batch_hands_freed_memory_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trim follows the whole batch's padded tokens, not one call's: since batches are cut
+    into groups of at most 1,024 tokens, no single call would ever reach the threshold."""
+    trims = []
+    monkeypatch.setattr(batcher_module, "release_freed_memory", lambda: trims.append(1))
+    runtime = RecordingRuntime()
+    run_sequences(runtime, [[5] * 256] * 32, pad_id=0)  # 8,192 padded tokens in 1,024-token calls
+    assert max(ids.size for ids in runtime.calls) <= 1024 and len(trims) == 1
+    run_sequences(runtime, [[5] * 40] * 16, pad_id=0)  # 640 tokens: no trim
+    assert len(trims) == 1
 
 
 def test_idle_batcher_runs_a_lone_request_at_once() -> None:
