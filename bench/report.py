@@ -250,7 +250,16 @@ def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str,
         "## Server processes",
         "",
         markdown_table(
-            ["variant", "startup s", "RSS ready MB", "RSS end MB", "peak RSS MB", "saturation req/s", "exit"],
+            [
+                "variant",
+                "startup s",
+                "RSS ready MB",
+                "RSS end MB",
+                "peak RSS MB",
+                "saturation req/s",
+                "exit",
+                "speed probe ms before / after",
+            ],
             [
                 [
                     v,
@@ -260,6 +269,7 @@ def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str,
                     f.get("rss_mb_peak"),
                     f.get("saturation_rps"),
                     f.get("exit_code"),
+                    f"{f.get('probe_ms_before')} / {f.get('probe_ms_after')}",
                 ]
                 for v, f in facts.items()
             ],  # fmt: skip
@@ -267,7 +277,10 @@ def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str,
         "",
         "RSS is the server process's VmRSS from /proc with both models (concepts and acronyms) loaded: "
         "`rss_mb_ready` just after start-up (models loaded and warmed up), `rss_mb` after every scenario "
-        "(ONNX Runtime's memory arena keeps the peak of the largest batch: long documents).",
+        "(ONNX Runtime's memory arena keeps the peak of the largest batch: long documents). The speed "
+        "probe is one fixed int8 forward pass (16 x 45 tokens, 2 threads, median of 30) run by the bench "
+        "itself with no server up, before and after each variant: the same work every time, so a probe "
+        "well above the others marks figures measured while the machine itself ran slow (rerun then).",
         "",
         "## Served output quality (dev sets)",
         "",

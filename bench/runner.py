@@ -172,6 +172,32 @@ def run_variant(
     return rows, facts
 
 
+def speed_probe(artifacts_dir: Path) -> float:
+    """Milliseconds of one fixed int8 forward pass (16 x 45 tokens, 2 threads; median of 30), in
+    this process with no server running: the same work every time. The VM this was built on runs
+    it in 17.7-18.9 ms most of the time and 27-31 ms for minutes at a time with nothing else in
+    the VM; a probe before and after each variant shows which figures came from a slow spell."""
+    import numpy as np
+    import onnxruntime as ort
+
+    manifests = sorted(artifacts_dir.glob("concepts/*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    session = ort.InferenceSession(
+        str(manifests[-1].parent / "model.int8.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    ids = np.random.default_rng(0).integers(3, 1000, (16, 45)).astype(np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    for _ in range(5):
+        session.run(None, feed)
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - t0)
+    return round(sorted(times)[len(times) // 2] * 1000, 2)
+
+
 def run_all(
     artifacts_dir: Path,
     build_dir: Path,
@@ -184,9 +210,10 @@ def run_all(
     docs = long_documents(4)
     rows: list[dict] = []
     facts: dict[str, dict] = {}
+    probe = speed_probe(artifacts_dir)
     for variant in variants:
         args, env = variant_command(variant, build_dir)
-        say(f"{variant}: starting (load average {load_avg()})")
+        say(f"{variant}: starting (load average {load_avg()}, speed probe {probe} ms)")
         t0 = time.perf_counter()
         server = start(variant, args, artifacts_dir, log_dir, env)
         startup = time.perf_counter() - t0
@@ -196,6 +223,8 @@ def run_all(
             code = server.stop()
         variant_facts["startup_s"] = round(startup, 1)
         variant_facts["exit_code"] = code
+        variant_facts["probe_ms_before"], probe = probe, speed_probe(artifacts_dir)
+        variant_facts["probe_ms_after"] = probe
         rows.extend(variant_rows)
         facts[variant] = variant_facts
         say(f"{variant}: done, RSS {variant_facts['rss_mb_end']} MB, exit {code}")
