@@ -112,8 +112,10 @@ def calibrate_head(
                 trial_score = selection_score(trial)
                 if trial_score > best_score:
                     best, best_score = trial, trial_score
+    head = tagger.encoder.heads[task]
+    assert isinstance(head, torch.nn.Linear)
     with torch.no_grad():
-        tagger.encoder.heads[task].bias += torch.from_numpy(best)
+        head.bias.add_(torch.from_numpy(best))
     return {name: float(v) for name, v in zip(label_names, best, strict=True) if v}, best_score
 
 
@@ -190,7 +192,8 @@ def finetune(
             best_score, best_state = sel, copy.deepcopy(model.state_dict())
     bar.close()
     model.load_state_dict(best_state)
-    offsets, calibrated = {}, None
+    offsets: dict[str, float] = {}
+    calibrated: float | None = None
     if len(selection) >= MIN_CALIBRATION_EXAMPLES:
         offsets, calibrated = calibrate_head(tagger, task, selection, tokenizer, cfg.seq_len)
     summary = {
