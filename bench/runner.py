@@ -180,11 +180,13 @@ def speed_probe(artifacts_dir: Path) -> float:
     import numpy as np
     import onnxruntime as ort
 
-    manifests = sorted(artifacts_dir.glob("concepts/*/manifest.json"), key=lambda p: p.stat().st_mtime)
+    from service.artifacts import find_version_dir
+
+    served = find_version_dir(artifacts_dir, "concepts", None)  # the version the service would serve
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     session = ort.InferenceSession(
-        str(manifests[-1].parent / "model.int8.onnx"), options, providers=["CPUExecutionProvider"]
+        str(served / "model.int8.onnx"), options, providers=["CPUExecutionProvider"]
     )
     ids = np.random.default_rng(0).integers(3, 1000, (16, 45)).astype(np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
