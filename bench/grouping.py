@@ -20,28 +20,23 @@ import numpy as np
 
 from bench.inputs import sentence_pool
 from service.batcher import run_sequences, softmax
+from textfeatures.features import FEATURE_NAMES, Window, encode_texts, pad_batch, window
 
-Run = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Run = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
-def one_call(run: Run, sequences: Sequence[Sequence[int]], pad_id: int = 0) -> list[np.ndarray]:
+def one_call(run: Run, sequences: Sequence[Window], pad_id: int = 0) -> list[np.ndarray]:
     """The whole batch padded to its longest sequence, one call (the batcher before groups)."""
-    width = max(len(s) for s in sequences)
-    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for row, s in enumerate(sequences):
-        ids[row, : len(s)] = s
-        mask[row, : len(s)] = 1
-    probs = softmax(np.asarray(run(ids, mask), dtype=np.float32))
+    probs = softmax(np.asarray(run(*pad_batch(sequences, pad_id)), dtype=np.float32))
     return [probs[row, : len(s)] for row, s in enumerate(sequences)]
 
 
-def length_grouped_calls(run: Run, sequences: Sequence[Sequence[int]]) -> list[np.ndarray]:
+def length_grouped_calls(run: Run, sequences: Sequence[Window]) -> list[np.ndarray]:
     """What the batcher does: `length_groups`, one call per group (`service.batcher.run_sequences`)."""
     return run_sequences(run, sequences, pad_id=0)
 
 
-def per_item_ms(way: Callable[..., object], run: Run, batches: list[list[list[int]]], rounds: int) -> float:
+def per_item_ms(way: Callable[..., object], run: Run, batches: list[list[Window]], rounds: int) -> float:
     """Best of `rounds` passes over the batches, in milliseconds per sequence."""
     items = sum(len(b) for b in batches)
     for b in batches:  # warm-up: thread pools, allocator
@@ -68,13 +63,15 @@ def main() -> None:
     settings = Settings(artifacts_dir=args.artifacts_dir)
     artifact = load_artifact(args.artifacts_dir, "concepts")  # the version the service would serve
     run = onnx_runtime_factory(artifact, settings)
-    pool = [artifact.tokenizer.encode(t, add_special_tokens=False).ids for t in sentence_pool(512)]
-    window = [3] * 256
+    pool = [
+        window(inputs, 0, len(inputs.ids)) for inputs in encode_texts(artifact.tokenizer, sentence_pool(512))
+    ]
+    long_window = Window([3] * 256, np.ones((256, len(FEATURE_NAMES)), dtype=np.int64))
 
     print(f"model {artifact.onnx_path}, intra-op threads {settings.intra_op_threads or 'ORT default'}")
     print(f"{'batch':<28} {'one call ms':>12} {'length groups ms':>17} {'ratio':>6}")
     cases = [(f"{size} sentences", [pool[i : i + size] for i in range(0, 256, size)]) for size in (16, 64)]
-    cases.append(("32 windows of 256 tokens", [[window] * 32]))
+    cases.append(("32 windows of 256 tokens", [[long_window] * 32]))
     for name, batches in cases:
         padded = per_item_ms(one_call, run, batches, args.rounds)
         grouped = per_item_ms(length_grouped_calls, run, batches, args.rounds)

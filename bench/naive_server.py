@@ -23,7 +23,6 @@ import os
 import signal
 from pathlib import Path
 
-import numpy as np
 import torch
 import uvicorn
 from fastapi import FastAPI
@@ -33,7 +32,8 @@ from bench.torch_runtime import TorchRuntime, check_same_weights, checkpoint_pat
 from service.__main__ import exit_cleanly
 from service.artifacts import TASKS, Artifact, load_artifact
 from service.pairing import pair_acronyms
-from service.tagging import Span, encode, plan_windows, tag_text
+from service.tagging import Span, plan_windows, tag_text
+from textfeatures.features import encode_texts, pad_batch, window
 
 
 class Body(BaseModel):
@@ -51,12 +51,11 @@ class NaiveModel:
         self.overlap = self.window // 4
 
     def spans(self, text: str, min_score: float) -> list[Span]:
-        (encoded,) = encode(self.artifact.tokenizer, [text])
+        (encoded,) = encode_texts(self.artifact.tokenizer, [text])
         ranges = plan_windows(len(encoded.ids), self.window, self.overlap)
         probs = []
         for start, end in ranges:  # one forward pass per window, batch of 1
-            ids = np.asarray([encoded.ids[start:end]], dtype=np.int64)
-            logits = torch.from_numpy(self.runtime(ids, np.ones_like(ids)))
+            logits = torch.from_numpy(self.runtime(*pad_batch([window(encoded, start, end)])))
             probs.append(torch.softmax(logits, -1)[0].numpy())
         return tag_text(encoded, ranges, probs, self.artifact.labels, min_score)
 

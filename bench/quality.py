@@ -26,8 +26,11 @@ from bench.loadgen import HOST
 
 DEV_SETS = (
     ("acronyms", "/acronyms", "acronyms/sdu21-dev.jsonl"),
+    ("acronyms", "/acronyms", "acronyms/sdu22-sci-dev.jsonl"),
     ("concepts", "/tag", "concepts/inspec-dev.jsonl"),
+    ("concepts", "/tag", "concepts/scienceie-dev.jsonl"),
 )
+ScoredSpan = tuple[int, int, str, float]  # start, end, label, score
 TEXTS_PER_REQUEST = 32
 
 
@@ -45,16 +48,32 @@ def post_texts(port: int, path: str, texts: list[str]) -> list[dict]:
     return json.loads(body)["results"]
 
 
-def spans_of(task: str, result: dict) -> dict[str, set[tuple[int, int, str]]]:
-    """The answer for one text as span sets, one per way of reading it."""
+def spans_of(task: str, result: dict) -> dict[str, list[ScoredSpan]]:
+    """The answer for one text as scored spans, one list per way of reading it (`unpaired long
+    forms`: the long forms that define nothing, which the issue asks to be worth returning)."""
+
+    def scored(span: dict, label: str) -> ScoredSpan:
+        return (span["start"], span["end"], label, span["score"])
+
     if task == "concepts":
-        return {"all spans": {(c["start"], c["end"], "concept") for c in result["concepts"]}}
-    shorts = {(a["start"], a["end"], "short") for a in result["acronyms"]}
-    paired = {
-        (a["long_form"]["start"], a["long_form"]["end"], "long") for a in result["acronyms"] if a["long_form"]
+        return {"all spans": sorted(scored(c, "concept") for c in result["concepts"])}
+    shorts = {scored(a, "short") for a in result["acronyms"]}
+    paired = {scored(a["long_form"], "long") for a in result["acronyms"] if a["long_form"]}
+    unpaired = {scored(s, "long") for s in result["long_forms"]}
+    return {
+        "all spans": sorted(shorts | paired | unpaired),
+        "acronyms list": sorted(shorts | paired),
+        "unpaired long forms": sorted(unpaired),
     }
-    unpaired = {(s["start"], s["end"], "long") for s in result["long_forms"]}
-    return {"all spans": shorts | paired | unpaired, "acronyms list": shorts | paired}
+
+
+def served_answers(port: int, task: str, route: str, texts: list[str]) -> list[dict[str, list[ScoredSpan]]]:
+    """Every text posted once (in batch requests), its answer read every way `spans_of` knows."""
+    return [
+        spans_of(task, result)
+        for chunk in batches(texts, TEXTS_PER_REQUEST)
+        for result in post_texts(port, route, chunk)
+    ]
 
 
 def batches(items: list, size: int) -> Iterator[list]:
@@ -74,13 +93,11 @@ def served_quality(port: int, directory: Path | None = None) -> list[dict]:
         if not path.is_file():
             continue
         records = read_span_file(path)
-        answers = [
-            spans_of(task, result)
-            for chunk in batches([r["text"] for r in records], TEXTS_PER_REQUEST)
-            for result in post_texts(port, route, chunk)
-        ]
+        answers = served_answers(port, task, route, [r["text"] for r in records])
         for output in answers[0] if answers else ():
-            metrics = score(records, [sorted(a[output]) for a in answers], TASK_LABELS[task])
+            if output == "unpaired long forms":
+                continue
+            metrics = score(records, [a[output] for a in answers], TASK_LABELS[task])
             rows.append(
                 {
                     "task": task,

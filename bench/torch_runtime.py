@@ -20,10 +20,12 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from model_build.model import Tagger, load_encoder
+from model_build.checkpoint import load_encoder
+from model_build.model import Tagger
 from service.artifacts import Artifact, ArtifactError
 from service.runtime import Runtime
 from service.settings import Settings
+from textfeatures.features import FEATURE_SIZES
 
 PARITY_TOLERANCE = 1e-3  # max |logit difference| vs the fp32 ONNX export (the build checks 1e-4-ish)
 
@@ -42,9 +44,11 @@ class TorchRuntime:
         self.tagger = Tagger(encoder, task).eval()
         self.path = checkpoint
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            logits = self.tagger(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
+            logits = self.tagger(
+                torch.from_numpy(input_ids), torch.from_numpy(attention_mask), torch.from_numpy(features)
+            )
         return logits.numpy()
 
 
@@ -58,8 +62,14 @@ def check_same_weights(runtime: Runtime, artifact: Artifact) -> float:
     mask = np.ones_like(ids)
     mask[1, length // 2 :] = 0
     ids[1, length // 2 :] = artifact.pad_token_id
-    expected = session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
-    got = runtime(ids, mask)
+    features = (
+        np.stack([rng.integers(1, size, size=ids.shape) for size in FEATURE_SIZES], -1) * mask[..., None]
+    )
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if artifact.reads_features:
+        feeds["features"] = features
+    expected = session.run(["logits"], feeds)[0]
+    got = runtime(ids, mask, features)
     valid = mask.astype(bool)
     diff = float(np.abs(expected[valid] - got[valid]).max())
     if diff > PARITY_TOLERANCE:

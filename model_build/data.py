@@ -1,52 +1,20 @@
-"""From text + character spans to token ids + BIO label ids, and back.
+"""From text + character spans to BIO label ids per token; labelled files; token windows.
 
 Used by pretraining (weak labels), finetuning and evaluation (gold labels). Every sub-word token
-inside a span is labelled, B on the first and I on the rest (docs/contracts.md section 2).
+inside a span is labelled, B on the first and I on the rest (docs/contracts.md section 2). Model
+inputs (ids, features) come from `textfeatures.features`, decoding from `textfeatures.decode`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from model_build.model import IGNORE
-
-Span = tuple[int, int, str]  # start, end (exclusive), label
-
-
-@dataclass
-class Encoded:
-    ids: list[int]
-    offsets: list[tuple[int, int]]
-    word_ids: list[int]  # pre-tokenizer word of each token
-
-
-def encode(tokenizer: Tokenizer, text: str) -> Encoded:
-    enc = tokenizer.encode(text, add_special_tokens=False)
-    return Encoded(
-        ids=list(enc.ids),
-        offsets=[(int(s), int(e)) for s, e in enc.offsets],
-        word_ids=[-1 - i if w is None else int(w) for i, w in enumerate(enc.word_ids)],
-    )
-
-
-def word_level_labels(
-    label_ids: Sequence[int], word_ids: Sequence[int], label_names: Sequence[str]
-) -> list[int]:
-    """Each word takes the label of its first sub-token: its other tokens become I of that span
-    type, or O. Spans never start or end inside a word. The service decodes the same way."""
-    index = {name: i for i, name in enumerate(label_names)}
-    out = list(label_ids)
-    for i in range(1, len(out)):
-        if word_ids[i] == word_ids[i - 1]:
-            name = label_names[out[i - 1]]
-            out[i] = out[i - 1] if name == "O" else index["I-" + name.split("-", 1)[1]]
-    return out
+from model_build.spanmetrics import Span
 
 
 def bio_labels(
@@ -69,40 +37,6 @@ def bio_labels(
         for n, i in enumerate(inside):
             labels[i] = index[("B-" if n == 0 else "I-") + label]
     return labels
-
-
-def decode_spans(
-    offsets: Sequence[tuple[int, int]],
-    label_ids: Sequence[int],
-    label_names: Sequence[str],
-    probs: Sequence[float] | None = None,
-) -> list[tuple[int, int, str, float]]:
-    """Spans from per-token label ids: a B starts a span, following I of the same type extend
-    it; an I with no open span of its type starts one (lenient, as seqeval's default)."""
-    spans: list[tuple[int, int, str, float]] = []
-    cur: list | None = None  # [start, end, type, prob sum, count]
-    for i, lid in enumerate(label_ids):
-        name = label_names[lid]
-        p = probs[i] if probs is not None else 1.0
-        if name == "O":
-            _close(cur, spans)
-            cur = None
-            continue
-        prefix, kind = name.split("-", 1)
-        if prefix == "I" and cur is not None and cur[2] == kind:
-            cur[1] = offsets[i][1]
-            cur[3] += p
-            cur[4] += 1
-        else:
-            _close(cur, spans)
-            cur = [offsets[i][0], offsets[i][1], kind, p, 1]
-    _close(cur, spans)
-    return spans
-
-
-def _close(cur: list | None, spans: list) -> None:
-    if cur is not None:
-        spans.append((cur[0], cur[1], cur[2], cur[3] / cur[4]))
 
 
 def read_span_file(path: Path, limit: int | None = None) -> list[dict]:

@@ -12,19 +12,26 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from model_build.data import decode_spans, encode, windows, word_level_labels
-from model_build.model import Tagger
+from model_build.data import windows
+from model_build.model import TASK_LABELS, Encoder, Tagger
 from model_build.spanmetrics import span_prf
+from textfeatures.decode import Decoded, decode_spans
+from textfeatures.features import encode_texts, pad_batch, window
 
-LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) int64 -> logits float32
+LogitsFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""(ids, mask, features) int64 -> logits float32 (batch x sequence x labels)."""
 
 
 def torch_logits_fn(tagger: Tagger) -> LogitsFn:
     tagger.eval()
 
-    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def run(ids: np.ndarray, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return tagger(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
+            return (
+                tagger(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(features))
+                .float()
+                .numpy()
+            )
 
     return run
 
@@ -37,33 +44,28 @@ def predict_spans(
     max_len: int,
     batch_size: int = 32,
     pad_id: int = 0,
-) -> tuple[list[list[tuple[int, int, str, float]]], list[np.ndarray]]:
-    """Spans per text, and the per-token argmax label ids (for agreement checks).
+) -> tuple[list[list[Decoded]], list[np.ndarray]]:
+    """Spans per text (`textfeatures.decode.decode_spans`, as the service decodes), and the
+    per-token argmax label ids (for agreement checks).
 
     Texts longer than `max_len` tokens are cut into windows overlapping by a quarter; each token
     takes its prediction from the window in which it sits farthest from an edge.
     """
     stride = max(1, (max_len * 3) // 4)
-    jobs: list[tuple[int, int, int, list[int]]] = []  # text index, window start, window end, ids
-    encoded = [encode(tokenizer, t) for t in texts]
+    encoded = encode_texts(tokenizer, texts) if texts else []
+    jobs: list[tuple[int, int, int]] = []  # text index, window start, window end
     for ti, enc in enumerate(encoded):
         for start, end in windows(len(enc.ids), max_len, stride):
-            jobs.append((ti, start, end, enc.ids[start:end]))
-    order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][3]))  # length-sorted: less padding
+            jobs.append((ti, start, end))
+    order = sorted(range(len(jobs)), key=lambda j: jobs[j][2] - jobs[j][1])  # less padding
     n_labels = len(label_names)
     probs = [np.zeros((len(e.ids), n_labels), dtype=np.float32) for e in encoded]
     best_margin = [np.full(len(e.ids), -1, dtype=np.int64) for e in encoded]
     for b in range(0, len(order), batch_size):
         chunk = [jobs[j] for j in order[b : b + batch_size]]
-        width = max(1, max(len(c[3]) for c in chunk))
-        ids = np.full((len(chunk), width), pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for r, (_, _, _, piece) in enumerate(chunk):
-            ids[r, : len(piece)] = piece
-            mask[r, : len(piece)] = 1
-        logits = logits_fn(ids, mask)
-        p = _softmax(logits)
-        for r, (ti, start, end, _) in enumerate(chunk):
+        pieces = [window(encoded[ti], s, e) for ti, s, e in chunk]
+        p = _softmax(logits_fn(*pad_batch(pieces, pad_id)))
+        for r, (ti, start, end) in enumerate(chunk):
             n = end - start
             pos = np.arange(n)
             margin = np.minimum(pos, n - 1 - pos)
@@ -74,16 +76,11 @@ def predict_spans(
             take = margin > best_margin[ti][start:end]
             probs[ti][start:end][take] = p[r, :n][take]
             best_margin[ti][start:end][take] = margin[take]
-    results, argmaxes = [], []
-    for enc, pr in zip(encoded, probs, strict=True):
-        label_ids = np.asarray(
-            word_level_labels(pr.argmax(-1).tolist(), enc.word_ids, label_names), dtype=np.int64
-        )
-        results.append(
-            decode_spans(enc.offsets, label_ids.tolist(), label_names, pr.max(-1).tolist() if len(pr) else [])
-        )
-        argmaxes.append(label_ids)
-    return results, argmaxes
+    results = [
+        decode_spans(pr, enc.word_of_token, enc.words, label_names)
+        for enc, pr in zip(encoded, probs, strict=True)
+    ]
+    return results, [pr.argmax(-1) for pr in probs]
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -105,3 +102,13 @@ def score(
 def headline(task: str, metrics: dict) -> float:
     """The figure a task is judged by: SDU macro F1 for acronyms, micro F1 for concepts."""
     return float(metrics["sdu_macro"]["f1"] if task == "acronyms" else metrics["micro"]["f1"])
+
+
+def dev_scores_torch(model: Encoder, task: str, tokenizer: Tokenizer, dev: list[dict], max_len: int) -> dict:
+    """PyTorch dev scores (the experiment uses these; the artifacts carry ONNX scores)."""
+    labels = TASK_LABELS[task]
+    preds, _ = predict_spans(
+        [r["text"] for r in dev], tokenizer, torch_logits_fn(Tagger(model, task)), labels, max_len
+    )
+    metrics = score(dev, preds, labels)
+    return {"headline": headline(task, metrics), "metrics": metrics}

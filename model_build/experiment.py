@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from model_build.atomic import write_text_atomically
 from model_build.config import BuildConfig, as_dict, default_data_dir, fingerprint, get_config
 
 RECIPES = ("aligned", "mlm")
@@ -55,10 +56,10 @@ def _run_one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(job["threads"])
+    from model_build.checkpoint import load_encoder
     from model_build.data import read_span_file
+    from model_build.evaluate import dev_scores_torch
     from model_build.finetune import finetune
-    from model_build.model import load_encoder
-    from model_build.pipeline import dev_scores_torch
     from model_build.tokenizer import load_tokenizer
 
     t0 = time.perf_counter()
@@ -86,7 +87,7 @@ def _run_one(job: dict) -> dict:
             k: summary[k]
             for k in ("steps", "history", "best_selection_score", "selection_examples", "label_offsets")
         }
-    scores = dev_scores_torch(model, job["task"], Path(job["tokenizer"]), dev, ft_cfg.seq_len)
+    scores = dev_scores_torch(model, job["task"], load_tokenizer(Path(job["tokenizer"])), dev, ft_cfg.seq_len)
     result = {k: job[k] for k in ("task", "dataset", "recipe", "config", "n", "seed")}
     result["metrics"] = scores["metrics"]
     result["headline"] = scores["headline"]
@@ -94,9 +95,7 @@ def _run_one(job: dict) -> dict:
     result["fingerprint"] = job["fingerprint"]
     result["seconds"] = round(time.perf_counter() - t0, 1)
     out = Path(job["out"])
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    tmp.replace(out)
+    write_text_atomically(out, json.dumps(result))
     return result
 
 

@@ -27,14 +27,26 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from tokenizers import Tokenizer
 
+from model_build.atomic import write_text_atomically
 from model_build.config import REPO_ROOT, ExportConfig
-from model_build.data import encode
 from model_build.evaluate import LogitsFn, headline, predict_spans, score, torch_logits_fn
 from model_build.model import TASK_LABELS, Encoder, Tagger
+from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION, encode_texts, pad_batch, window
 
-SCHEMA_VERSION = 1
-INPUT_NAMES = ["input_ids", "attention_mask"]
+SCHEMA_VERSION = 2
 OUTPUT_NAMES = ["logits"]
+
+
+def input_names(encoder: Encoder) -> list[str]:
+    """The graph's inputs: ids and mask, and the token features when the encoder reads them."""
+    return ["input_ids", "attention_mask"] + (["features"] if encoder.cfg.features else [])
+
+
+def features_manifest(encoder: Encoder) -> dict | None:
+    """What the service must compute for the `features` input (docs/contracts.md §3)."""
+    if not encoder.cfg.features:
+        return None
+    return {"version": FEATURE_VERSION, "names": list(FEATURE_NAMES)}
 
 
 class ExportError(RuntimeError):
@@ -64,17 +76,20 @@ def git_commit() -> str:
 
 def export_onnx(tagger: Tagger, path: Path, opset: int) -> None:
     tagger.eval()
+    names = input_names(tagger.encoder)
     ids = torch.full((2, 8), 3, dtype=torch.long)
     mask = torch.ones_like(ids)
+    features = torch.ones((2, 8, len(FEATURE_NAMES)), dtype=torch.long)
+    args = (ids, mask, features) if "features" in names else (ids, mask)
     axes = {"batch": 0, "sequence": 1}
-    dynamic_axes = {name: {i: n for n, i in axes.items()} for name in INPUT_NAMES + OUTPUT_NAMES}
+    dynamic_axes = {name: {i: n for n, i in axes.items()} for name in names + OUTPUT_NAMES}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation chatter, not our problem
         torch.onnx.export(
             tagger,
-            (ids, mask),
+            args,
             str(path),
-            input_names=INPUT_NAMES,
+            input_names=names,
             output_names=OUTPUT_NAMES,
             dynamic_axes=dynamic_axes,
             opset_version=opset,
@@ -91,8 +106,13 @@ def ort_session(path: Path, threads: int = 0) -> ort.InferenceSession:
 
 
 def ort_logits_fn(session: ort.InferenceSession) -> LogitsFn:
-    def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return session.run(OUTPUT_NAMES, {"input_ids": ids, "attention_mask": mask})[0]
+    reads_features = "features" in [i.name for i in session.get_inputs()]
+
+    def run(ids: np.ndarray, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": ids, "attention_mask": mask}
+        if reads_features:
+            feeds["features"] = features
+        return session.run(OUTPUT_NAMES, feeds)[0]
 
     return run
 
@@ -108,28 +128,25 @@ def validate_onnx(
         raise ExportError(f"{path.name}: not a loadable ONNX model: {e}") from e
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if inputs != INPUT_NAMES or outputs != OUTPUT_NAMES:
+    expected_inputs = input_names(tagger.encoder)
+    if inputs != expected_inputs or outputs != OUTPUT_NAMES:
         raise ExportError(
-            f"{path.name}: inputs {inputs} / outputs {outputs}, expected {INPUT_NAMES} / {OUTPUT_NAMES}"
+            f"{path.name}: inputs {inputs} / outputs {outputs}, expected {expected_inputs} / {OUTPUT_NAMES}"
         )
     torch_fn, onnx_fn = torch_logits_fn(tagger), ort_logits_fn(session)
     max_diff, checked = 0.0, []
-    encoded = [encode(tokenizer, t).ids[:max_len] or [3] for t in texts]
+    # Texts of different lengths, so that every batch but the first pads (the mask matters).
+    encoded = [window(e, 0, max_len) for e in encode_texts(tokenizer, texts) if e.ids]
     for batch_size in (1, 3, 8):
         batch = encoded[:batch_size]
-        width = max(len(x) for x in batch)
-        ids = np.zeros((len(batch), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for r, x in enumerate(batch):
-            ids[r, : len(x)] = x
-            mask[r, : len(x)] = 1
-        expected, got = torch_fn(ids, mask), onnx_fn(ids, mask)
+        ids, mask, features = pad_batch(batch)
+        expected, got = torch_fn(ids, mask, features), onnx_fn(ids, mask, features)
         if expected.shape != got.shape:
             raise ExportError(f"{path.name}: logits shape {got.shape}, PyTorch gives {expected.shape}")
         valid = mask.astype(bool)
         diff = float(np.abs(expected[valid] - got[valid]).max())
         max_diff = max(max_diff, diff)
-        checked.append([int(len(batch)), int(width)])
+        checked.append([int(len(batch)), int(ids.shape[1])])
     if max_diff > tolerance:
         raise ExportError(f"{path.name}: max |logit difference| vs PyTorch {max_diff:.2e} > {tolerance:.0e}")
     return {"max_abs_diff_vs_torch": max_diff, "checked_batch_x_seq": checked}
@@ -194,6 +211,7 @@ def export_artifact(
             "version": version,
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "model": {**manifest_extra.pop("model"), "pad_token_id": 0, "num_labels": len(label_names)},
+            "features": features_manifest(encoder),
             **manifest_extra,
             "evaluation": evaluation,
             "export": {
@@ -207,9 +225,7 @@ def export_artifact(
             "files": files,
         }
         manifest["build"] = {"commit": git_commit(), **manifest.get("build", {})}
-        tmp_manifest = tmp_dir / "manifest.json.tmp"
-        tmp_manifest.write_text(json.dumps(manifest, indent=2))
-        tmp_manifest.replace(tmp_dir / "manifest.json")
+        write_text_atomically(tmp_dir / "manifest.json", json.dumps(manifest, indent=2))
         if final_dir.exists():
             shutil.rmtree(final_dir)
         tmp_dir.rename(final_dir)

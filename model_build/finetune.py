@@ -12,7 +12,6 @@ import copy
 import json
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,11 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from model_build.config import FinetuneConfig, as_dict
-from model_build.data import bio_labels, encode, windows
-from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
-from model_build.model import IGNORE, TASK_LABELS, Encoder, Tagger, lr_at
+from model_build.data import bio_labels, windows
+from model_build.evaluate import LogitsFn, headline, predict_spans, score, torch_logits_fn
+from model_build.model import IGNORE, TASK_LABELS, Encoder, Tagger, set_dropout
+from model_build.schedule import lr_at
+from textfeatures.features import Window, encode_texts, pad_batch, window
 
 
 def sample_examples(records: list[dict], n: int | None, seed: int) -> list[dict]:
@@ -42,17 +43,17 @@ def split_selection(examples: list[dict], fraction: float, seed: int) -> tuple[l
     return shuffled[k:], shuffled[:k]
 
 
-def training_windows(
-    records: list[dict], tokenizer: Tokenizer, task: str, seq_len: int
-) -> list[tuple[list[int], list[int]]]:
+Piece = tuple[Window, list[int]]  # a window of a text and the BIO label id of each of its tokens
+
+
+def training_windows(records: list[dict], tokenizer: Tokenizer, task: str, seq_len: int) -> list[Piece]:
     label_names = TASK_LABELS[task]
     out = []
-    for rec in records:
-        enc = encode(tokenizer, rec["text"])
+    for rec, enc in zip(records, encode_texts(tokenizer, [r["text"] for r in records]), strict=True):
         labels = bio_labels(enc.offsets, rec["spans"], label_names)
         for start, end in windows(len(enc.ids), seq_len, seq_len // 2):
             if end > start:
-                out.append((enc.ids[start:end], labels[start:end]))
+                out.append((window(enc, start, end), labels[start:end]))
     return out
 
 
@@ -89,11 +90,11 @@ def calibrate_head(
     run = torch_logits_fn(tagger)
     cached: dict[bytes, np.ndarray] = {}
 
-    def logits_with(offsets: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        def logits(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def logits_with(offsets: np.ndarray) -> LogitsFn:
+        def logits(ids: np.ndarray, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
             key = ids.tobytes() + str(ids.shape).encode()
             if key not in cached:
-                cached[key] = run(ids, mask)
+                cached[key] = run(ids, mask, features)
             return cached[key] + offsets
 
         return logits
@@ -134,12 +135,13 @@ def finetune(
     examples = sample_examples(train_records, n, cfg.seed)
     train, selection = split_selection(examples, cfg.selection_fraction, cfg.seed)
     model = copy.deepcopy(encoder)
+    set_dropout(model, cfg.dropout)
     torch.manual_seed(cfg.seed)
     if recipe != "aligned":
         Encoder._init(model.heads[task])
     label_names = TASK_LABELS[task]
     pieces = training_windows(train, tokenizer, task, cfg.seq_len)
-    lengths = [len(ids) for ids, _ in pieces]
+    lengths = [len(w) for w, _ in pieces]
     steps_per_epoch = max(1, (len(pieces) + cfg.batch_size - 1) // cfg.batch_size)
     epochs = min(50, max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch)))
     total = steps_per_epoch * epochs
@@ -149,6 +151,7 @@ def finetune(
     tagger = Tagger(model, task)
     rng = random.Random(cfg.seed)
     best_score, best_state, history = -1.0, copy.deepcopy(model.state_dict()), []
+    best_epoch = 0
     step, t0 = 0, time.perf_counter()
     bar = tqdm(total=total, desc=f"finetune {task} n={len(examples)}", unit="step", leave=False)
     for epoch in range(epochs):
@@ -159,18 +162,17 @@ def finetune(
             if step >= total:
                 break
             batch = [pieces[i] for i in indices]
-            width = max(len(ids) for ids, _ in batch)
-            ids = np.zeros((len(batch), width), dtype=np.int64)
-            labels = np.full((len(batch), width), IGNORE, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for r, (piece_ids, piece_labels) in enumerate(batch):
-                ids[r, : len(piece_ids)] = piece_ids
-                mask[r, : len(piece_ids)] = 1
+            ids, mask, features = pad_batch([w for w, _ in batch])
+            labels = np.full(ids.shape, IGNORE, dtype=np.int64)
+            for r, (_, piece_labels) in enumerate(batch):
                 labels[r, : len(piece_labels)] = piece_labels
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, cfg.warmup_fraction, cfg.lr)
             out = model(
-                torch.from_numpy(ids), torch.from_numpy(mask), labels={task: torch.from_numpy(labels)}
+                torch.from_numpy(ids),
+                torch.from_numpy(mask),
+                torch.from_numpy(features),
+                labels={task: torch.from_numpy(labels)},
             )
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -189,7 +191,9 @@ def finetune(
             sel = float(epoch)  # nothing held out: keep the last epoch
         history.append({"epoch": epoch + 1, "step": step, "selection_score": round(sel, 2)})
         if sel > best_score:
-            best_score, best_state = sel, copy.deepcopy(model.state_dict())
+            best_score, best_state, best_epoch = sel, copy.deepcopy(model.state_dict()), epoch
+        elif selection and epoch - best_epoch >= cfg.patience:
+            break  # early stopping: no better selection score for `patience` epochs
     bar.close()
     model.load_state_dict(best_state)
     offsets: dict[str, float] = {}

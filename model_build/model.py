@@ -9,14 +9,13 @@ the summed loss of those given labels.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from textfeatures.features import FEATURE_SIZES
 
 IGNORE = -100  # label of positions that take no part in a loss
 CONCEPT_LABELS = ("O", "B-concept", "I-concept")
@@ -33,6 +32,9 @@ class ModelConfig:
     intermediate: int = 2048
     max_positions: int = 256
     dropout: float = 0.1
+    # Embed the per-token features of `textfeatures.features` (word shape, word start, the rules'
+    # tags) and add them to the token embeddings; the exported graph then takes a `features` input.
+    features: bool = True
     num_concept_labels: int = len(CONCEPT_LABELS)
     num_acronym_labels: int = len(ACRONYM_LABELS)
 
@@ -78,6 +80,9 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.hidden)
         self.pos_emb = nn.Embedding(cfg.max_positions, cfg.hidden)
+        self.feature_emb = nn.ModuleList(
+            nn.Embedding(size, cfg.hidden) for size in (FEATURE_SIZES if cfg.features else ())
+        )
         self.emb_ln = nn.LayerNorm(cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
@@ -101,10 +106,18 @@ class Encoder(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
         t = input_ids.shape[1]
         pos = torch.arange(t, device=input_ids.device).unsqueeze(0)
-        x = self.drop(self.emb_ln(self.tok_emb(input_ids) + self.pos_emb(pos)))
+        x = self.tok_emb(input_ids) + self.pos_emb(pos)
+        if self.cfg.features:
+            if features is None:
+                raise ValueError("this encoder reads token features: pass `features`")
+            for column, table in enumerate(self.feature_emb):
+                x = x + table(features[..., column])
+        x = self.drop(self.emb_ln(x))
         # Additive bias (batch, 1, 1, seq): padded keys get a large negative score.
         keep = attention_mask[:, None, None, :].to(x.dtype)
         attn_bias = (1.0 - keep) * torch.finfo(x.dtype).min
@@ -119,6 +132,7 @@ class Encoder(nn.Module):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
+        features: torch.Tensor | None = None,
         mlm_labels: torch.Tensor | None = None,
         labels: dict[str, torch.Tensor] | None = None,
         loss_weights: dict[str, float] | None = None,
@@ -129,7 +143,7 @@ class Encoder(nn.Module):
         The MLM head runs only on the masked positions: projecting every position onto the
         vocabulary would cost more than the encoder itself.
         """
-        hidden = self.encode(input_ids, attention_mask)
+        hidden = self.encode(input_ids, attention_mask, features)
         out: dict[str, torch.Tensor] = {task: head(hidden) for task, head in self.heads.items()}
         losses: dict[str, torch.Tensor] = {}
         if mlm_labels is not None:
@@ -163,35 +177,25 @@ class Encoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Pretraining runs without dropout (less than a pass over its data); finetuning sets its own."""
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = p
+        elif isinstance(module, SelfAttention):
+            module.dropout = p
+
+
 class Tagger(nn.Module):
-    """One task's view of the encoder, the graph that is exported: ids + mask -> logits."""
+    """One task's view of the encoder, the graph that is exported: ids + mask (+ features) ->
+    logits."""
 
     def __init__(self, encoder: Encoder, task: str) -> None:
         super().__init__()
         self.encoder = encoder
         self.task = task
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder.heads[self.task](self.encoder.encode(input_ids, attention_mask))
-
-
-def save_checkpoint(path: Path, model: Encoder, **extra: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"model_config": asdict(model.cfg), "state_dict": model.state_dict(), **extra}, tmp)
-    tmp.replace(path)
-
-
-def load_encoder(path: Path) -> tuple[Encoder, dict]:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = Encoder(ModelConfig(**ckpt["model_config"]))
-    model.load_state_dict(ckpt["state_dict"])
-    return model, ckpt
-
-
-def lr_at(step: int, total: int, warmup_fraction: float, peak: float) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak."""
-    warmup = max(1, int(total * warmup_fraction))
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.encoder.heads[self.task](self.encoder.encode(input_ids, attention_mask, features))

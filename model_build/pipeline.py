@@ -8,6 +8,7 @@ artifact directories are published atomically by the export stage.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -17,14 +18,18 @@ from pathlib import Path
 
 import torch
 
+from model_build.atomic import write_text_atomically
+from model_build.checkpoint import load_encoder, save_checkpoint
+from model_build.codeversion import code_version
 from model_build.config import TASKS, BuildConfig, as_dict, default_data_dir, fingerprint, get_config
 from model_build.corpus import build_corpus, iter_documents
+from model_build.corpus.roles import check_declared_roles, check_training_file
 from model_build.data import read_span_file
-from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
 from model_build.export import export_artifact
 from model_build.finetune import finetune
-from model_build.model import TASK_LABELS, Encoder, Tagger, load_encoder, save_checkpoint
-from model_build.pretrain import pretrain, tokenize_corpus
+from model_build.model import Encoder
+from model_build.pretrain import pretrain
+from model_build.streams import tokenize_corpus
 from model_build.tokenizer import load_tokenizer, train_tokenizer
 
 log = logging.getLogger("model_build")
@@ -35,9 +40,7 @@ def _done(marker: Path, fp: str) -> bool:
 
 
 def _mark(marker: Path, fp: str, **info: object) -> None:
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fp, **info}, indent=2, default=str))
-    tmp.replace(marker)
+    write_text_atomically(marker, json.dumps({"fingerprint": fp, **info}, indent=2, default=str))
 
 
 class Stages:
@@ -54,19 +57,25 @@ class Stages:
     def corpus(self) -> tuple[Path, str]:
         t0 = time.perf_counter()
         out = self.work_dir / "corpus"
-        stats = build_corpus(self.cfg.corpus, self.data_dir, out)
+        build_corpus(self.cfg.corpus, self.data_dir, out)
         self._timed("corpus", t0)
-        # The corpus digest (inputs by content, settings, code), not config.json's text, which
-        # names absolute paths: a clone elsewhere with the same data reuses every later stage.
-        corpus_digest = json.loads((out / "config.json").read_text())["fingerprint"]["sha256"]
-        return out, fingerprint(corpus_digest, stats.get("documents"))
+        # Later stages follow the corpus by its content (the documents written), not by how it was
+        # made: a change to the corpus code that leaves the documents as they were (a guard, a
+        # reader refactor) reuses the tokenizer and the pretraining, and a clone elsewhere with the
+        # same data does too (config.json names absolute paths, so it stays out).
+        digest = hashlib.sha256()
+        for shard in sorted(out.glob("*-*.jsonl")):
+            digest.update(shard.name.encode() + b"\0")
+            with shard.open("rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+        return out, digest.hexdigest()[:16]
 
     def tokenizer(self, corpus_dir: Path, corpus_fp: str) -> tuple[Path, str]:
         t0 = time.perf_counter()
         out_dir = self.work_dir / "tokenizer"
         out_dir.mkdir(exist_ok=True)
         path, marker = out_dir / "tokenizer.json", out_dir / "done.json"
-        fp = fingerprint(corpus_fp, self.cfg.tokenizer)
+        fp = fingerprint(corpus_fp, self.cfg.tokenizer, code_version("model_build.tokenizer"))
         if not _done(marker, fp):
             docs = iter_documents(corpus_dir, "train")
             texts = (
@@ -83,16 +92,30 @@ class Stages:
 
     def token_streams(self, corpus_dir: Path, tokenizer_path: Path, tokenizer_fp: str) -> dict[str, dict]:
         t0 = time.perf_counter()
+        streams_fp = self.streams_fingerprint(tokenizer_fp)
         streams = {
             split: tokenize_corpus(
                 iter_documents(corpus_dir, split),
                 tokenizer_path,
-                self.work_dir / f"tokens-{split}-{tokenizer_fp}.npz",
+                self.work_dir / f"tokens-{split}-{streams_fp}.npz",
             )
             for split in ("train", "valid")
         }
         self._timed("tokenize", t0)
         return streams
+
+    @staticmethod
+    def streams_fingerprint(tokenizer_fp: str) -> str:
+        return fingerprint(
+            tokenizer_fp,
+            code_version(
+                "model_build.streams",
+                "model_build.data",
+                "textfeatures.words",
+                "textfeatures.acronyms",
+                "textfeatures.features",
+            ),
+        )
 
     def prepare_pretraining_data(self) -> None:
         """Corpus, tokenizer and token streams: everything pretraining reads."""
@@ -117,20 +140,37 @@ class Stages:
         if len(streams["valid"]["ids"]) < pre_cfg.seq_len:
             streams["valid"] = streams["train"]  # a tiny corpus may put nothing in valid
         summary = pretrain(
-            model_cfg, pre_cfg, streams["train"], streams["valid"], out_dir, stop_after=stop_after
+            model_cfg,
+            pre_cfg,
+            streams["train"],
+            streams["valid"],
+            out_dir,
+            data_fp=self.streams_fingerprint(tokenizer_fp),
+            stop_after=stop_after,
         )
         self._timed(f"pretrain-{recipe}", t0)
         return out_dir / "final.pt", summary
 
+    def train_files(self, task: str) -> list[str]:
+        return [self.cfg.datasets[task][0], *self.cfg.extra_train.get(task, ())]
+
     def labelled(self, task: str, role: int, limit: int | None = None) -> list[dict]:
-        """Train (role 0) or dev (role 1) records of a task; empty when the file is absent."""
-        path = self.data_dir / self.cfg.datasets[task][role]
-        if not path.exists():
-            log.warning(
-                "no labelled data at %s: %s", path, "zero-shot head" if role == 0 else "no evaluation"
-            )
-            return []
-        return read_span_file(path, limit)
+        """Train (role 0: the task's train file and its extra ones) or dev (role 1) records of a
+        task; a missing file contributes nothing."""
+        names = self.train_files(task) if role == 0 else [self.cfg.datasets[task][1]]
+        if role == 0:
+            for name in names:  # every file checked before any is read
+                check_training_file(self.data_dir / name)
+        records: list[dict] = []
+        for name in names:
+            path = self.data_dir / name
+            if not path.exists():
+                log.warning(
+                    "no labelled data at %s: %s", path, "zero-shot head" if role == 0 else "no evaluation"
+                )
+                continue
+            records += read_span_file(path, limit)
+        return records
 
     def finetune(
         self, task: str, checkpoint: Path, recipe: str, pretrain_fp: str, tokenizer_path: Path
@@ -140,7 +180,13 @@ class Stages:
         out_dir = self.work_dir / f"finetune-{task}-{recipe}"
         out_dir.mkdir(exist_ok=True)
         train = self.labelled(task, 0)
-        fp = fingerprint(pretrain_fp, ft_cfg, self.cfg.datasets[task][0], len(train))
+        fp = fingerprint(
+            pretrain_fp,
+            ft_cfg,
+            self.train_files(task),
+            len(train),
+            code_version("model_build.finetune", "model_build.evaluate", "model_build.data", "textfeatures"),
+        )
         marker, model_path = out_dir / "done.json", out_dir / "model.pt"
         if _done(marker, fp):
             model, _ = load_encoder(model_path)
@@ -151,7 +197,7 @@ class Stages:
                 model, summary = finetune(
                     encoder, recipe, task, train, load_tokenizer(tokenizer_path), ft_cfg
                 )
-                summary["dataset"] = self.cfg.datasets[task][0]
+                summary["dataset"] = "+".join(self.train_files(task))
                 summary["zero_shot"] = False
             else:  # no labelled data: serve the aligned pretraining head as it is
                 model, summary = (
@@ -177,6 +223,11 @@ def build(
     data_dir = data_dir or default_data_dir()
     work_dir = work_dir or Path("build") / config_name
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    check_declared_roles(
+        train=[name for task in TASKS for name in (cfg.datasets[task][0], *cfg.extra_train.get(task, ()))],
+        dev=[cfg.datasets[task][1] for task in TASKS],
+        pretraining=[*cfg.corpus.span_files, *cfg.corpus.text_files],
+    )
     stages = Stages(cfg, data_dir, work_dir)
     corpus_dir, corpus_fp = stages.corpus()
     tokenizer_path, tokenizer_fp = stages.tokenizer(corpus_dir, corpus_fp)
@@ -185,7 +236,9 @@ def build(
     published: dict[str, Path] = {}
     for task in TASKS:
         model, ft_summary = stages.finetune(task, checkpoint, recipe, pre_summary["run_id"], tokenizer_path)
-        export_fp = fingerprint(ft_summary["fingerprint"], cfg.export, cfg.datasets[task][1])
+        export_fp = fingerprint(
+            ft_summary["fingerprint"], cfg.export, cfg.datasets[task][1], code_version("model_build.export")
+        )
         existing = _existing_artifact(artifacts_dir / task, export_fp)
         if existing is not None:
             published[task] = existing
@@ -257,17 +310,3 @@ def _existing_artifact(task_dir: Path, export_fp: str) -> Path | None:
         ):
             return version_dir
     return None
-
-
-def dev_scores_torch(model: Encoder, task: str, tokenizer_path: Path, dev: list[dict], max_len: int) -> dict:
-    """PyTorch dev scores (the experiment uses these; the artifacts carry ONNX scores)."""
-    labels = TASK_LABELS[task]
-    preds, _ = predict_spans(
-        [r["text"] for r in dev],
-        load_tokenizer(tokenizer_path),
-        torch_logits_fn(Tagger(model, task)),
-        labels,
-        max_len,
-    )
-    metrics = score(dev, preds, labels)
-    return {"headline": headline(task, metrics), "metrics": metrics}

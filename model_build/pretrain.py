@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -21,68 +20,37 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from model_build.atomic import write_text_atomically
+from model_build.checkpoint import save_checkpoint
+from model_build.codeversion import code_version
 from model_build.config import PretrainConfig, as_dict, fingerprint
-from model_build.data import bio_labels, encode
-from model_build.model import (
-    ACRONYM_LABELS,
-    CONCEPT_LABELS,
-    IGNORE,
-    Encoder,
-    ModelConfig,
-    lr_at,
-    save_checkpoint,
-)
-from model_build.tokenizer import MASK, SPECIAL_TOKENS, load_tokenizer
-
-
-def tokenize_corpus(
-    corpus_docs: Iterable[dict], tokenizer_path: Path, out_path: Path
-) -> dict[str, np.ndarray]:
-    """Concatenate every document into one token stream with aligned weak-label streams.
-
-    Concept labels are IGNORE in documents without links (`concept_supervised` false) and inside
-    `concept_ignore` regions, so unlinked text never teaches "nothing here is a concept".
-    """
-    if out_path.exists():
-        return dict(np.load(out_path))
-    tok = load_tokenizer(tokenizer_path)
-    ids: list[int] = []
-    concepts: list[int] = []
-    acronyms: list[int] = []
-    for doc in tqdm(corpus_docs, desc=f"tokenize {out_path.stem}", unit="doc"):
-        enc = encode(tok, doc["text"])
-        ids.extend(enc.ids)
-        if doc.get("concept_supervised"):
-            concept_spans = [(s["start"], s["end"], "concept") for s in doc.get("concepts", [])]
-            ignore = [(s["start"], s["end"]) for s in doc.get("concept_ignore", [])]
-            concepts.extend(bio_labels(enc.offsets, concept_spans, CONCEPT_LABELS, ignore))
-        else:
-            concepts.extend([IGNORE] * len(enc.ids))
-        acronym_spans = [(s["start"], s["end"], s["label"]) for s in doc.get("acronyms", [])]
-        acronyms.extend(bio_labels(enc.offsets, acronym_spans, ACRONYM_LABELS))
-    arrays: dict[str, np.ndarray] = {
-        "ids": np.asarray(ids, dtype=np.int32),
-        "concepts": np.asarray(concepts, dtype=np.int16),
-        "acronyms": np.asarray(acronyms, dtype=np.int16),
-    }
-    tmp = out_path.with_suffix(".tmp.npz")
-    np.savez(tmp, ids=arrays["ids"], concepts=arrays["concepts"], acronyms=arrays["acronyms"])
-    tmp.replace(out_path)
-    return arrays
+from model_build.model import IGNORE, Encoder, ModelConfig, set_dropout
+from model_build.schedule import lr_at
+from model_build.tokenizer import MASK, SPECIAL_TOKENS
+from textfeatures.features import ACRONYM_RULE_COLUMN, ACRONYM_RULE_HIDDEN
 
 
 def make_batch(
     stream: dict[str, np.ndarray], cfg: PretrainConfig, step: int, rank: int, vocab_size: int
 ) -> dict[str, torch.Tensor]:
-    """Batch `step` for process `rank`: random windows of the stream, 15% of tokens masked
-    (80% [MASK], 10% random, 10% kept). A pure function of (seed, step, rank)."""
+    """Batch `step` for process `rank`: random windows that never cross a document (a window at a
+    short document's end is shorter and padded), 15% of tokens masked (80% [MASK], 10% random,
+    10% kept), and, in a `rule_feature_dropout` share of the rows, the acronym rule's feature
+    hidden, so the encoder also learns to find acronyms without it. A pure function of
+    (seed, step, rank)."""
     rng = np.random.default_rng([cfg.seed, step, rank])
+    doc_starts = stream["doc_starts"]
     n = len(stream["ids"])
     seq = min(cfg.seq_len, n)
-    starts = rng.integers(0, n - seq + 1, size=cfg.batch_size)
-    idx = starts[:, None] + np.arange(seq)[None, :]
-    ids = stream["ids"][idx].astype(np.int64)
-    masked = rng.random(ids.shape) < cfg.mask_prob
+    picked = rng.integers(0, n, size=cfg.batch_size)
+    doc = np.searchsorted(doc_starts, picked, side="right") - 1
+    doc_start, doc_end = doc_starts[doc], doc_starts[doc + 1]
+    starts = np.maximum(doc_start, np.minimum(picked, doc_end - seq))
+    lengths = np.minimum(seq, doc_end - starts)
+    valid = np.arange(seq)[None, :] < lengths[:, None]
+    idx = np.where(valid, starts[:, None] + np.arange(seq)[None, :], 0)
+    ids = np.where(valid, stream["ids"][idx], 0).astype(np.int64)
+    masked = (rng.random(ids.shape) < cfg.mask_prob) & valid
     mlm_labels = np.where(masked, ids, IGNORE)
     action = rng.random(ids.shape)
     inputs = ids.copy()
@@ -91,12 +59,16 @@ def make_batch(
     random_tokens = rng.integers(len(SPECIAL_TOKENS), vocab_size, size=ids.shape)
     swap = masked & (action >= 0.8) & (action < 0.9)
     inputs[swap] = random_tokens[swap]
+    features = np.where(valid[..., None], stream["features"][idx], 0).astype(np.int64)
+    hide = (rng.random(cfg.batch_size) < cfg.rule_feature_dropout)[:, None] & valid
+    features[..., ACRONYM_RULE_COLUMN][hide] = ACRONYM_RULE_HIDDEN
     return {
         "input_ids": torch.from_numpy(inputs),
-        "attention_mask": torch.ones_like(torch.from_numpy(inputs)),
+        "attention_mask": torch.from_numpy(valid.astype(np.int64)),
+        "features": torch.from_numpy(features),
         "mlm_labels": torch.from_numpy(mlm_labels),
-        "concepts": torch.from_numpy(stream["concepts"][idx].astype(np.int64)),
-        "acronyms": torch.from_numpy(stream["acronyms"][idx].astype(np.int64)),
+        "concepts": torch.from_numpy(np.where(valid, stream["concepts"][idx], IGNORE).astype(np.int64)),
+        "acronyms": torch.from_numpy(np.where(valid, stream["acronyms"][idx], IGNORE).astype(np.int64)),
     }
 
 
@@ -114,6 +86,7 @@ def pretrain(
     train_stream: dict[str, np.ndarray],
     valid_stream: dict[str, np.ndarray],
     out_dir: Path,
+    data_fp: str,
     stop_after: int | None = None,
 ) -> dict:
     """Train, checkpointing to `out_dir/checkpoint.pt` every `cfg.checkpoint_every` steps and
@@ -121,7 +94,13 @@ def pretrain(
     `stop_after` ends the run early after that many steps (tests of resume)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "pretrain.json"
-    run_id = fingerprint(model_cfg, cfg, int(len(train_stream["ids"])))
+    run_id = fingerprint(
+        model_cfg,
+        cfg,
+        data_fp,
+        int(len(train_stream["ids"])),
+        code_version("model_build.pretrain", "model_build.model", "model_build.schedule"),
+    )
     if summary_path.exists() and json.loads(summary_path.read_text()).get("run_id") == run_id:
         return json.loads(summary_path.read_text())
 
@@ -136,6 +115,7 @@ def pretrain(
     rank = dist.get_rank() if distributed else 0
     torch.manual_seed(cfg.seed)
     model = Encoder(model_cfg).to(device)
+    set_dropout(model, cfg.dropout)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -182,6 +162,7 @@ def pretrain(
             out = train_model(
                 batch["input_ids"],
                 batch["attention_mask"],
+                batch["features"],
                 batch["mlm_labels"],
                 task_labels(batch, cfg.recipe),
                 loss_weights=weights,
@@ -230,9 +211,7 @@ def pretrain(
     }
     if rank == 0:
         save_checkpoint(out_dir / "final.pt", model)
-        tmp = summary_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(summary_path)
+        write_text_atomically(summary_path, json.dumps(summary, indent=2))
     if distributed:
         dist.barrier()
     return summary
@@ -240,7 +219,7 @@ def pretrain(
 
 @torch.no_grad()
 def validation_losses(
-    model: Encoder, cfg: PretrainConfig, stream: dict[str, np.ndarray], device: torch.device, batches: int = 4
+    model: Encoder, cfg: PretrainConfig, stream: dict[str, np.ndarray], device: torch.device, batches: int = 8
 ) -> dict[str, float]:
     """Mean held-out losses of every objective (all heads, whatever the recipe trained)."""
     model.eval()
@@ -249,7 +228,11 @@ def validation_losses(
     for i in range(batches):
         batch = {k: v.to(device) for k, v in make_batch(stream, eval_cfg, i, 0, model.cfg.vocab_size).items()}
         out = model(
-            batch["input_ids"], batch["attention_mask"], batch["mlm_labels"], task_labels(batch, "aligned")
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["features"],
+            batch["mlm_labels"],
+            task_labels(batch, "aligned"),
         )
         for k, v in out.items():
             if k.startswith("loss_"):

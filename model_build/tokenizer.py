@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from model_build.atomic import write_atomically
+
 PAD, UNK, MASK = "[PAD]", "[UNK]", "[MASK]"
 SPECIAL_TOKENS = [PAD, UNK, MASK]  # ids 0, 1, 2
 
@@ -46,9 +48,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int, o
     for i, name in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(name) == i, f"special token {name} must have id {i}"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".tmp")
-    tok.save(str(tmp))
-    tmp.replace(out_path)
+    write_atomically(out_path, lambda tmp: tok.save(str(tmp)))
     return tok
 
 

@@ -18,7 +18,9 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-SCHEMA_VERSION = 1
+from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION
+
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 TASKS = ("concepts", "acronyms")
 TASK_LABELS: dict[str, list[str]] = {
@@ -42,6 +44,7 @@ class Artifact:
     onnx_path: Path
     max_positions: int
     pad_token_id: int
+    reads_features: bool  # the graph takes the `features` input (textfeatures.features)
 
 
 def sha256_file(path: Path) -> str:
@@ -141,6 +144,7 @@ def load_artifact(
         raise ArtifactError(
             f"{manifest_path}: model.num_labels={num_labels} but labels.json has {len(labels)}"
         )
+    reads_features = _check_features(manifest_path, manifest.get("features"))
     return Artifact(
         task=task,
         version=str(manifest.get("version", directory.name)),
@@ -151,7 +155,23 @@ def load_artifact(
         onnx_path=directory / served,
         max_positions=max_positions,
         pad_token_id=int(model.get("pad_token_id", 0)),
+        reads_features=reads_features,
     )
+
+
+def _check_features(manifest_path: Path, features: object) -> bool:
+    """Whether the model reads token features; refuses features this service cannot compute."""
+    if features is None:
+        return False
+    if not isinstance(features, dict):
+        raise ArtifactError(f"{manifest_path}: 'features' must be null or an object")
+    if features.get("version") != FEATURE_VERSION or features.get("names") != list(FEATURE_NAMES):
+        raise ArtifactError(
+            f"{manifest_path}: the model needs features version {features.get('version')!r} "
+            f"{features.get('names')!r}; this service computes version {FEATURE_VERSION} "
+            f"{list(FEATURE_NAMES)}: serve it with the aligntag release that built it, or rebuild it"
+        )
+    return True
 
 
 def _read_labels(path: Path, task: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Per-model dynamic batching, after text-embeddings-inference (`core/src/queue.rs`, `infer.rs`).
 
-A request is a *job*: the token sequences of its texts (one per window). Jobs wait in a FIFO
+A request is a *job*: the token windows of its texts (ids and features, one per window). Jobs wait in a FIFO
 queue; a single worker task per model takes, each time the model is free, whatever has arrived
 since the previous batch started, up to `max_batch_tokens` tokens and `max_batch_requests`
 sequences, and runs it as ONE call in a worker thread, so the event loop keeps serving HTTP.
@@ -32,10 +32,11 @@ import numpy as np
 from service.errors import InferenceFailed, Overloaded
 from service.metrics import Metrics
 from service.runtime import TRIM_AFTER_TOKENS, release_freed_memory
+from textfeatures.features import Window, pad_batch
 
 log = logging.getLogger("aligntag.batcher")
 
-RunFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (ids, mask) -> logits
+RunFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (ids, mask, features) -> logits
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class JobResult:
 
 @dataclass(eq=False)
 class _Job:
-    sequences: Sequence[Sequence[int]]
+    sequences: Sequence[Window]
     future: asyncio.Future[JobResult]
     enqueued_at: float
     probs: list[np.ndarray | None] = field(default_factory=list)
@@ -104,19 +105,14 @@ def length_groups(
     return groups[::-1]
 
 
-def run_sequences(run: RunFn, sequences: Sequence[Sequence[int]], pad_id: int) -> list[np.ndarray]:
+def run_sequences(run: RunFn, sequences: Sequence[Window], pad_id: int) -> list[np.ndarray]:
     """Probabilities for each sequence, computed in length groups (runs in the worker thread)."""
     out: list[np.ndarray | None] = [None] * len(sequences)
     padded = 0
     for group in length_groups([len(s) for s in sequences]):
-        width = max(len(sequences[i]) for i in group)
-        padded += width * len(group)
-        ids = np.full((len(group), width), pad_id, dtype=np.int64)
-        mask = np.zeros((len(group), width), dtype=np.int64)
-        for row, i in enumerate(group):
-            ids[row, : len(sequences[i])] = sequences[i]
-            mask[row, : len(sequences[i])] = 1
-        probs = softmax(np.asarray(run(ids, mask), dtype=np.float32))
+        ids, mask, features = pad_batch([sequences[i] for i in group], pad_id)
+        padded += ids.size
+        probs = softmax(np.asarray(run(ids, mask, features), dtype=np.float32))
         if probs.shape[:2] != ids.shape:
             raise RuntimeError(f"model returned logits of shape {probs.shape} for input {ids.shape}")
         for row, i in enumerate(group):
@@ -173,7 +169,7 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    def submit(self, sequences: Sequence[Sequence[int]]) -> asyncio.Future[JobResult]:
+    def submit(self, sequences: Sequence[Window]) -> asyncio.Future[JobResult]:
         """Queue a job; its future resolves with the probabilities of every sequence, in order.
 
         Raises Overloaded when the queue is full; the caller cancels the future if its client leaves.

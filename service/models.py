@@ -19,7 +19,8 @@ from service.errors import ClientDisconnected, ModelUnavailable
 from service.metrics import Metrics
 from service.runtime import OnnxRuntime, Runtime, warm_up
 from service.settings import Settings
-from service.tagging import Encoded, Span, encode, plan_windows, tag_text
+from service.tagging import Span, plan_windows, tag_text
+from textfeatures.features import TextInputs, encode_texts, window
 
 log = logging.getLogger("aligntag.models")
 
@@ -31,7 +32,7 @@ INLINE_TOKENIZE_CHARS = 8192
 
 
 def onnx_runtime_factory(artifact: Artifact, settings: Settings) -> Runtime:
-    return OnnxRuntime(artifact.onnx_path, len(artifact.labels), settings)
+    return OnnxRuntime(artifact.onnx_path, len(artifact.labels), settings, artifact.reads_features)
 
 
 @dataclass
@@ -138,13 +139,15 @@ async def predict(
     artifact, batcher = model.artifact, model.batcher
 
     started = time.perf_counter()
-    encoded: list[Encoded]
+    encoded: list[TextInputs]
     if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
-        encoded = encode(artifact.tokenizer, texts)
+        encoded = encode_texts(artifact.tokenizer, texts)
     else:
-        encoded = await asyncio.to_thread(encode, artifact.tokenizer, texts)
+        encoded = await asyncio.to_thread(encode_texts, artifact.tokenizer, texts)
     plans = [plan_windows(len(e.ids), model.window, model.overlap) for e in encoded]
-    sequences = [e.ids[start:end] for e, ranges in zip(encoded, plans, strict=True) for start, end in ranges]
+    sequences = [
+        window(e, start, end) for e, ranges in zip(encoded, plans, strict=True) for start, end in ranges
+    ]
     timings.tokenize = time.perf_counter() - started
     metrics.tokenization.labels(model.task).observe(timings.tokenize)
 

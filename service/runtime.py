@@ -12,8 +12,10 @@ import onnxruntime as ort
 
 from service.artifacts import ArtifactError
 from service.settings import Settings
+from textfeatures.features import FEATURE_NAMES
 
 INPUT_NAMES = ["input_ids", "attention_mask"]
+FEATURES_INPUT = "features"  # present when the manifest names features (docs/contracts.md §3)
 OUTPUT_NAME = "logits"
 
 # A batch this large (padded tokens, summed over its length groups) leaves hundreds of MB of freed
@@ -42,13 +44,16 @@ _OPT_LEVELS = {
 
 
 class Runtime(Protocol):
-    """What the batcher needs: padded (ids, mask) int64 arrays -> logits (batch x seq x labels)."""
+    """What the batcher needs: padded (ids, mask, features) int64 arrays -> logits
+    (batch x seq x labels)."""
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+    def __call__(
+        self, input_ids: np.ndarray, attention_mask: np.ndarray, features: np.ndarray
+    ) -> np.ndarray: ...
 
 
 class OnnxRuntime:
-    def __init__(self, onnx_path: Path, num_labels: int, settings: Settings) -> None:
+    def __init__(self, onnx_path: Path, num_labels: int, settings: Settings, reads_features: bool) -> None:
         options = ort.SessionOptions()
         options.intra_op_num_threads = settings.intra_op_threads
         options.inter_op_num_threads = settings.inter_op_threads
@@ -64,17 +69,21 @@ class OnnxRuntime:
             raise ArtifactError(f"{onnx_path}: not a loadable ONNX model ({e})") from e
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
-        if inputs != INPUT_NAMES or outputs != [OUTPUT_NAME]:
+        expected = INPUT_NAMES + ([FEATURES_INPUT] if reads_features else [])
+        if inputs != expected or outputs != [OUTPUT_NAME]:
             raise ArtifactError(
-                f"{onnx_path}: inputs {inputs} / outputs {outputs}, expected {INPUT_NAMES} / {[OUTPUT_NAME]}"
+                f"{onnx_path}: inputs {inputs} / outputs {outputs}, expected {expected} / {[OUTPUT_NAME]} "
+                "(from the manifest's features)"
             )
         self.num_labels = num_labels
         self.path = onnx_path
+        self.reads_features = reads_features
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        (logits,) = self.session.run(
-            [OUTPUT_NAME], {"input_ids": input_ids, "attention_mask": attention_mask}
-        )
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: np.ndarray) -> np.ndarray:
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.reads_features:
+            feeds[FEATURES_INPUT] = features
+        (logits,) = self.session.run([OUTPUT_NAME], feeds)
         return np.asarray(logits)
 
 
@@ -85,7 +94,8 @@ def warm_up(runtime: Runtime, max_positions: int, num_labels: int, pad_id: int =
         ids = np.full((batch, length), 3, dtype=np.int64)
         ids[-1, length // 2 :] = pad_id
         mask = (ids != pad_id).astype(np.int64)
-        logits = runtime(ids, mask)
+        features = mask[..., None] * np.ones(len(FEATURE_NAMES), dtype=np.int64)
+        logits = runtime(ids, mask, features)
         if logits.shape != (batch, length, num_labels):
             raise ArtifactError(
                 f"logits shape {logits.shape}, expected {(batch, length, num_labels)} "

@@ -17,13 +17,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from model_build.corpus.acronyms import find_pairs, label_acronyms
     from model_build.corpus.build import CorpusConfig, build_corpus, iter_documents
     from model_build.corpus.dictd import read_dictd
     from model_build.corpus.labels import concept_labels
     from model_build.corpus.plain import read_span_jsonl, read_text_file
     from model_build.corpus.roles import LeakageError, check_pretraining_file, file_role
     from model_build.corpus.wikitext import read_mediawiki_dump, read_wikitext_dir, wikitext_to_text
+    from textfeatures.acronyms import find_pairs, label_acronyms
 
 _EXPORTS = {
     "CorpusConfig": "build",
@@ -39,8 +39,6 @@ _EXPORTS = {
     "read_span_jsonl": "plain",
     "read_text_file": "plain",
     "concept_labels": "labels",
-    "label_acronyms": "acronyms",
-    "find_pairs": "acronyms",
 }
 
 __all__ = [

@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from model_build.corpus.acronyms import label_acronyms
+from model_build.codeversion import code_version
 from model_build.corpus.dictd import dictd_paths, read_dictd
 from model_build.corpus.documents import RawDocument
 from model_build.corpus.labels import LATER_MENTIONS, concept_labels
 from model_build.corpus.plain import read_span_jsonl, read_text_file
 from model_build.corpus.roles import check_pretraining_file
 from model_build.corpus.wikitext import read_mediawiki_dump, read_wikitext_dir
+from textfeatures.acronyms import label_acronyms
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def resolve_sources(cfg: CorpusConfig, data_dir: Path) -> list[_Source]:
     return sources
 
 
-def fingerprint(cfg: CorpusConfig, sources: list[_Source]) -> dict[str, Any]:
+def corpus_fingerprint(cfg: CorpusConfig, sources: list[_Source]) -> dict[str, Any]:
     """What the corpus is made of: the inputs by content, the settings, the format version and this
     package's source code.
 
@@ -155,12 +156,9 @@ def fingerprint(cfg: CorpusConfig, sources: list[_Source]) -> dict[str, Any]:
                 content = hashlib.file_digest(f, "sha256").hexdigest()
             files.append({"source": src.name, "name": p.name, "sha256": content,
                           "path": str(p.resolve()), "size": p.stat().st_size})  # fmt: skip
-    code = hashlib.sha256()
-    for src_file in sorted(Path(__file__).parent.glob("*.py")):
-        code.update(src_file.name.encode() + b"\0" + src_file.read_bytes())
     body = {
         "format_version": FORMAT_VERSION,
-        "code_sha256": code.hexdigest(),
+        "code_sha256": code_version("model_build.corpus", "textfeatures.words", "textfeatures.acronyms"),
         "config": dataclasses.asdict(cfg),
         "inputs": [(f["source"], f["name"], f["sha256"]) for f in files],
     }
@@ -253,7 +251,7 @@ def build_corpus(cfg: CorpusConfig, data_dir: Path, out_dir: Path) -> dict[str, 
     """Build (or reuse) the corpus in `out_dir`; returns the stats (see module doc)."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     sources = resolve_sources(cfg, data_dir)
-    fp = fingerprint(cfg, sources)
+    fp = corpus_fingerprint(cfg, sources)
     saved = _saved_stats(out_dir, fp)
     if saved is not None:
         log.info("corpus in %s is up to date (fingerprint %s)", out_dir, fp["sha256"][:12])

@@ -19,24 +19,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from textfeatures.words import strip_span
+
 LATER_MENTIONS = ("label", "ignore", "none")
 
-Span = tuple[int, int]
+CharRange = tuple[int, int]  # start, end (exclusive)
 
 
-def _strip(text: str, start: int, end: int) -> Span:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return start, end
-
-
-def link_concepts(text: str, links: list[tuple[int, int, str]]) -> list[Span]:
+def link_concepts(text: str, links: list[tuple[int, int, str]]) -> list[CharRange]:
     """Link spans -> sorted, non-overlapping, stripped, non-empty concept spans."""
-    kept: list[Span] = []
+    kept: list[CharRange] = []
     for s, e, _ in sorted(links, key=lambda link: (link[0], -link[1])):
-        span = _strip(text, s, e)
+        span = strip_span(text, s, e)
         if span[0] >= span[1] or (kept and span[0] < kept[-1][1]):
             continue
         kept.append(span)
@@ -45,7 +39,7 @@ def link_concepts(text: str, links: list[tuple[int, int, str]]) -> list[Span]:
 
 def concept_labels(
     text: str, links: list[tuple[int, int, str]], later_mentions: str = "label"
-) -> tuple[list[Span], list[Span]]:
+) -> tuple[list[CharRange], list[CharRange]]:
     """(`concepts`, `concept_ignore`) for a hyperlinked document (see module doc)."""
     if later_mentions not in LATER_MENTIONS:
         raise ValueError(f"later_mentions must be one of {LATER_MENTIONS}, got {later_mentions!r}")
@@ -62,7 +56,7 @@ def concept_labels(
     linked = bytearray(len(text))
     for s, e in concepts:
         linked[s:e] = b"\x01" * (e - s)
-    later: list[Span] = []
+    later: list[CharRange] = []
     for s, e in find_mentions(text, first):
         if s > first[text[s:e]] and not any(linked[s:e]):
             later.append((s, e))
@@ -71,10 +65,10 @@ def concept_labels(
     return concepts, later
 
 
-_WORD = re.compile(r"\w+")
+_WORD_CHARS = re.compile(r"\w+")
 
 
-def find_mentions(text: str, phrases: Iterable[str]) -> list[Span]:
+def find_mentions(text: str, phrases: Iterable[str]) -> list[CharRange]:
     r"""Occurrences of `phrases` in `text`: exact, case-sensitive, not inside a longer word
     (`(?<!\w)phrase(?!\w)`), scanning left to right, longest phrase first at each position,
     non-overlapping. Linear in the text (phrases are looked up by their first word)."""
@@ -83,7 +77,7 @@ def find_mentions(text: str, phrases: Iterable[str]) -> list[Span]:
     for ph in set(phrases):
         if not ph:
             continue
-        m = _WORD.match(ph)
+        m = _WORD_CHARS.match(ph)
         if m:
             by_word.setdefault(m.group(), []).append(ph)
         else:
@@ -92,11 +86,11 @@ def find_mentions(text: str, phrases: Iterable[str]) -> list[Span]:
         v.sort(key=len, reverse=True)
     n = len(text)
     starts: list[tuple[int, list[str]]] = []
-    for m in _WORD.finditer(text):
+    for m in _WORD_CHARS.finditer(text):
         cands = by_word.get(m.group())
         if cands:
             starts.append((m.start(), cands))
-    found: list[Span] = []
+    found: list[CharRange] = []
     for p, cands in starts:
         for ph in cands:
             e = p + len(ph)
@@ -113,7 +107,7 @@ def find_mentions(text: str, phrases: Iterable[str]) -> list[Span]:
                 found.append((i, e))
             i = text.find(ph, i + 1)
     found.sort(key=lambda sp: (sp[0], -sp[1]))
-    kept: list[Span] = []
+    kept: list[CharRange] = []
     for sp in found:
         if kept and sp[0] < kept[-1][1]:
             continue

@@ -19,18 +19,19 @@ def test_the_acronyms_list_keeps_short_forms_and_their_paired_long_forms_only() 
         "long_forms": [{"text": "free text", "start": 50, "end": 59, "score": 0.6}],
     }  # fmt: skip
     readings = spans_of("acronyms", answer)
-    assert readings["acronyms list"] == {(29, 32, "short"), (40, 43, "short"), (0, 27, "long")}
-    assert readings["all spans"] == readings["acronyms list"] | {(50, 59, "long")}
+    assert readings["acronyms list"] == [(0, 27, "long", 0.8), (29, 32, "short", 0.9), (40, 43, "short", 0.7)]
+    assert readings["unpaired long forms"] == [(50, 59, "long", 0.6)]
+    assert readings["all spans"] == sorted(readings["acronyms list"] + readings["unpaired long forms"])
     concepts = spans_of("concepts", {"concepts": [{"text": "x", "start": 3, "end": 4, "score": 0.5}]})
-    assert concepts == {"all spans": {(3, 4, "concept")}}
+    assert concepts == {"all spans": [(3, 4, "concept", 0.5)]}
 
 
 def test_every_dev_text_is_answered_and_scored(
     running_service: str, labelled_data_dir: Path, tmp_path: Path
 ) -> None:
     """A real service, the first 40 texts of each dev file (two batch requests each): one row per
-    reading, every text answered, scores in range. (The tiny model finds almost nothing, so the
-    figures themselves are not asserted; `spans_of` is checked above on a hand-made answer.)"""
+    reading, every text answered, scores in range, and the tiny model, which reads the acronym
+    rule's tags, finds short forms (`spans_of` is checked above on a hand-made answer)."""
     for name in ("acronyms/sdu21-dev.jsonl", "concepts/inspec-dev.jsonl"):
         lines = (labelled_data_dir / name).read_text(encoding="utf-8").splitlines()[:40]
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -43,4 +44,5 @@ def test_every_dev_text_is_answered_and_scored(
     assert outputs == {("acronyms", "sdu21-dev", "all spans"), ("acronyms", "sdu21-dev", "acronyms list"),
                        ("concepts", "inspec-dev", "all spans")}  # fmt: skip
     assert all(r["texts"] == 40 and 0.0 <= r["headline"] <= 100.0 for r in rows)
-    assert set(next(r for r in rows if r["task"] == "acronyms")["labels"]) == {"long", "short"}
+    acronyms = next(r for r in rows if r["task"] == "acronyms")
+    assert set(acronyms["labels"]) == {"long", "short"} and acronyms["labels"]["short"]["f1"] > 50

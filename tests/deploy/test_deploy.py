@@ -338,7 +338,7 @@ def test_dockerignore_keeps_data_out_and_build_inputs_in():
                  "build/small/ckpt.pt", "reports/r.md", "service/__pycache__/a.pyc", ".env"):  # fmt: skip
         assert _ignored(path, patterns), f"{path} would be sent to the Docker build context"
     for path in ("pyproject.toml", "Makefile", "service/__init__.py", "model_build/__init__.py",
-                 "docker/no-data/README.md"):  # fmt: skip
+                 "textfeatures/__init__.py", "docker/no-data/README.md"):  # fmt: skip
         assert not _ignored(path, patterns), f"{path} is needed by docker/Dockerfile but ignored"
 
 

@@ -8,14 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from model_build.corpus.acronyms import (
-    find_best_long_form,
-    is_short_form_candidate,
-    label_acronyms,
-    score_file,
-)
+from model_build.corpus.acronyms import score_file
 from model_build.corpus.labels import concept_labels, find_mentions, link_concepts
 from model_build.spanmetrics import span_prf
+from textfeatures.acronyms import find_best_long_form, is_short_form_candidate, label_acronyms
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("ALIGNTAG_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))

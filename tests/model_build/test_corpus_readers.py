@@ -54,6 +54,12 @@ def anchors(text: str, links: list[tuple[int, int, str]]) -> list[tuple[str, str
         ("sdu21-train.jsonl", "train"),
         ("train.txt", "train"),
         ("simplewiki-latest-pages-articles.xml.bz2", "unlabelled"),
+        ("enwiki-latest.xml.bz2", "unlabelled"),
+        ("inspec-valid.jsonl", "dev"),
+        ("inspec-validation.jsonl", "dev"),
+        ("conll_val.txt", "dev"),
+        ("contest.txt", "unlabelled"),
+        ("attrain.jsonl", "unlabelled"),
         ("foldoc.index", "unlabelled"),
         ("corpus.txt", "unlabelled"),
     ],
@@ -380,3 +386,17 @@ def test_text_reader_paragraph_grouping(tmp_path: Path) -> None:
         "notes:notes.txt#1",
     ]
     assert all(d.links is None for d in read_text_file(p))
+
+
+def test_declared_roles_keep_dev_files_out_of_training() -> None:
+    from model_build.corpus.roles import check_declared_roles
+
+    check_declared_roles(train=["a/x-train.jsonl"], dev=["a/x-dev.jsonl"], pretraining=["a/x-train.jsonl"])
+    with pytest.raises(LeakageError, match=r"^a/notes\.jsonl: declared both as train and as a dev file"):
+        check_declared_roles(train=["a/notes.jsonl"], dev=["a/notes.jsonl"], pretraining=[])
+    with pytest.raises(LeakageError, match=r"declared both as pretraining text and as a dev file"):
+        check_declared_roles(train=[], dev=["a/notes.jsonl"], pretraining=["a/notes.jsonl"])
+    with pytest.raises(LeakageError, match=r"^a/x-valid\.jsonl: refusing to read a dev file for finetuning"):
+        check_declared_roles(train=["a/x-valid.jsonl"], dev=[], pretraining=[])
+    with pytest.raises(LeakageError, match=r"refusing to read a test file for pretraining"):
+        check_declared_roles(train=[], dev=[], pretraining=["b/wiki_test.txt"])

@@ -5,17 +5,28 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from model_build.data import bio_labels, decode_spans, encode, windows, word_level_labels
+from model_build.data import bio_labels, windows
 from model_build.finetune import length_grouped_batches
 from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, IGNORE
 from model_build.tokenizer import train_tokenizer
+from textfeatures.decode import decode_spans
+from textfeatures.features import TextInputs, encode_texts
 
 TEXTS = [
     "We train convolutional neural networks (CNNs) with k-NN baselines on IoT data.",
     "A controlled natural language ( CNL ) is a subset of a natural language.",
 ] * 20
+
+
+def encode(tokenizer, text: str) -> TextInputs:  # type: ignore[no-untyped-def]
+    return encode_texts(tokenizer, [text])[0]
+
+
+def one_hot(labels: list[int], n: int) -> np.ndarray:
+    return np.eye(n)[labels]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +57,7 @@ def test_bio_labels_cover_every_sub_token_and_decode_back(tokenizer) -> None:  #
     first_long = next(i for i, (s, _) in enumerate(enc.offsets) if s == 9)
     assert names[first_long] == "B-long"
     assert all(n == "I-long" for n, (s, e) in zip(names, enc.offsets, strict=True) if 9 < s < 38)
-    decoded = decode_spans(enc.offsets, labels, ACRONYM_LABELS)
+    decoded = decode_spans(one_hot(labels, len(ACRONYM_LABELS)), enc.word_of_token, enc.words, ACRONYM_LABELS)
     assert [(s, e, k) for s, e, k, _ in decoded] == spans
 
 
@@ -57,18 +68,6 @@ def test_ignore_regions_get_no_loss(tokenizer) -> None:  # type: ignore[no-untyp
     assert labels[0] == 1 and all(
         x == IGNORE for x, (s, _) in zip(labels, enc.offsets, strict=True) if s >= 21
     )
-
-
-def test_a_word_takes_its_first_sub_token_label() -> None:
-    names = list(CONCEPT_LABELS)
-    # tokens: natural | evol | ##utions | tree ; model says O, O, B, B
-    assert word_level_labels([0, 0, 1, 1], [0, 1, 1, 2], names) == [0, 0, 0, 1]
-    assert word_level_labels([1, 1, 0, 0], [0, 0, 0, 1], names) == [1, 2, 2, 0]
-
-
-def test_lenient_decoding_of_an_i_without_b() -> None:
-    offsets = [(0, 3), (4, 7), (8, 11)]
-    assert decode_spans(offsets, [2, 2, 0], CONCEPT_LABELS) == [(0, 7, "concept", 1.0)]
 
 
 def test_windows_overlap_and_cover() -> None:

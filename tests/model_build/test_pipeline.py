@@ -18,9 +18,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from model_build.checkpoint import load_encoder
 from model_build.config import get_config
 from model_build.export import ExportError, sha256_file, validate_onnx, verify_artifact
-from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, Tagger, load_encoder
+from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, Tagger
 from model_build.pretrain import pretrain
 from model_build.tokenizer import load_tokenizer
 
@@ -46,7 +47,7 @@ def test_tiny_build_publishes_a_complete_artifact(tiny_artifacts_dir: Path, task
     assert manifest["pretraining"]["recipe"] == "aligned"
     assert manifest["pretraining"]["objectives"] == ["mlm", "concepts", "acronyms"]
     assert manifest["finetuning"]["zero_shot"] is False
-    assert manifest["finetuning"]["examples"] == 48
+    assert manifest["finetuning"]["examples"] == 160
     assert manifest["export"]["max_abs_diff_vs_torch"] <= 1e-3
     assert manifest["serve"]["onnx_file"] in ("model.onnx", "model.int8.onnx")
     for precision in ("fp32", "int8"):
@@ -64,13 +65,23 @@ def test_onnx_graph_has_contract_io(tiny_artifacts_dir: Path, name: str) -> None
     assert inputs == {
         "input_ids": ("tensor(int64)", ["batch", "sequence"]),
         "attention_mask": ("tensor(int64)", ["batch", "sequence"]),
+        "features": ("tensor(int64)", ["batch", "sequence", 4]),
     }
     (out,) = session.get_outputs()
     assert (out.name, out.type, out.shape[:2]) == ("logits", "tensor(float)", ["batch", "sequence"])
     ids = np.array([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]], dtype=np.int64)
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=np.int64)
-    (logits,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    features = np.ones((2, 5, 4), dtype=np.int64) * mask[..., None]
+    (logits,) = session.run(None, {"input_ids": ids, "attention_mask": mask, "features": features})
     assert logits.shape == (2, 5, len(ACRONYM_LABELS)) and logits.dtype == np.float32
+    # The mask hides padding: the padded row's real tokens get the logits of the same three
+    # tokens run alone, and not those of the five-token row they were batched with.
+    (alone,) = session.run(None, {"input_ids": ids[1:, :3], "attention_mask": mask[1:, :3],
+                                  "features": features[1:, :3]})  # fmt: skip
+    np.testing.assert_allclose(
+        logits[1, :3], alone[0], atol=1e-4 if "int8" not in name else 0.25
+    )  # int8: per-batch scales
+    assert np.abs(logits[0, :3] - alone[0]).max() > 1e-3
 
 
 def _tagger_and_tokenizer(tiny_build_dir: Path, task: str):  # type: ignore[no-untyped-def]
@@ -100,7 +111,8 @@ def test_wrong_output_name_is_refused(tiny_build_dir: Path, tiny_artifacts_dir: 
     path = tmp_path / "model.onnx"
     onnx.save(model, str(path))
     with pytest.raises(
-        ExportError, match=r"outputs \['scores'\], expected \['input_ids', 'attention_mask'\] / \['logits'\]"
+        ExportError,
+        match=r"outputs \['scores'\], expected \['input_ids', 'attention_mask', 'features'\] / \['logits'\]",
     ):
         validate_onnx(path, tagger, tok, ["some text"] * 8, 1e-3, 64)
 
@@ -140,10 +152,10 @@ def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: P
         cfg.model, vocab_size=load_tokenizer(work / "tokenizer" / "tokenizer.json").get_vocab_size()
     )
     pre_cfg = replace(cfg.pretrain, steps=6, checkpoint_every=100)
-    pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "straight")
-    first = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed", stop_after=3)
+    pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "straight", "data")
+    first = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed", "data", stop_after=3)
     assert first["step"] == 3 and not (tmp_path / "resumed" / "final.pt").exists()
-    resumed = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed")
+    resumed = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed", "data")
     assert resumed["final_train_losses"]["step"] == 6
     straight_history = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["history"]
     resumed_history = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["history"]
@@ -351,3 +363,35 @@ def test_int8_drop_beyond_the_limit_serves_fp32(
         "reason": f"int8 F1 drop {drop:.2f} > -1000.0 points",
     }
     assert manifest["version"] == "v1" and vdir == tmp_path / "acronyms" / "v1"
+
+
+def test_finetuning_and_calibration_read_train_files_only(
+    tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every labelled file the finetune stage opens (training, model selection and head
+    calibration on the held-out slice) is a declared train file; a dev file given as extra
+    training data is refused before anything is read."""
+    from model_build import pipeline
+    from model_build.corpus.roles import LeakageError
+
+    opened: list[str] = []
+    real_read = pipeline.read_span_file
+
+    def recording_read(path: Path, limit: int | None = None) -> list[dict]:
+        opened.append(path.relative_to(labelled_data_dir).as_posix())
+        return real_read(path, limit)
+
+    monkeypatch.setattr(pipeline, "read_span_file", recording_read)
+    work = tiny_build_dir / "work"
+    (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
+    cfg = replace(get_config("tiny"), finetune=replace(get_config("tiny").finetune, epochs=1))
+    stages = pipeline.Stages(cfg, labelled_data_dir, tmp_path)
+    for task in ("concepts", "acronyms"):
+        _, summary = stages.finetune(task, checkpoint, "aligned", "fp", work / "tokenizer" / "tokenizer.json")
+        assert summary["selection_examples"] > 0
+    assert opened == ["concepts/inspec-train.jsonl", "acronyms/sdu21-train.jsonl"]
+
+    leaky = replace(cfg, extra_train={"acronyms": ("acronyms/sdu21-dev.jsonl",)})
+    with pytest.raises(LeakageError, match="sdu21-dev.jsonl: refusing to read a dev file for finetuning"):
+        pipeline.Stages(leaky, labelled_data_dir, tmp_path / "leaky").labelled("acronyms", 0)
+    assert opened == ["concepts/inspec-train.jsonl", "acronyms/sdu21-train.jsonl"]

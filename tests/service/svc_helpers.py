@@ -28,13 +28,13 @@ class ControlledRuntime:
         self.fail = False
         self.calls: list[np.ndarray] = []
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         self.calls.append(input_ids.copy())
         self.entered.set()
         assert self.gate.wait(20), "test left the gate closed"
         if self.fail:
             raise RuntimeError("injected failure")
-        return self.inner(input_ids, attention_mask)
+        return self.inner(input_ids, attention_mask, features)
 
 
 class ControlledRuntimes(dict[str, ControlledRuntime]):
@@ -64,7 +64,7 @@ class TokenwiseRuntime:
     def __init__(self, num_labels: int) -> None:
         self.table = np.random.default_rng(0).normal(0.0, 3.0, size=(97, num_labels)).astype(np.float32)
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         return self.table[input_ids % len(self.table)]
 
 
@@ -75,7 +75,7 @@ class OneSpanRuntime:
     def __init__(self, num_labels: int) -> None:
         self.num_labels = num_labels
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         logits = np.zeros((*input_ids.shape, self.num_labels), dtype=np.float32)
         logits[:, 0, 1] = 20.0
         logits[:, 1:, 2] = 20.0

@@ -211,6 +211,24 @@ def test_corrupt_artifact_gives_ready_503_naming_the_file(
     assert info["status"] == "failed" and "sha256 does not match" in info["reason"]
 
 
+def test_a_model_needing_features_the_service_lacks_is_refused_at_start(
+    make_client: MakeClient, artifacts_copy: Path
+) -> None:
+    manifest_path = version_dir(artifacts_copy, "acronyms") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["features"] = {"version": 99, "names": ["word_shape", "pos_tag"]}
+    manifest_path.write_text(json.dumps(manifest))
+    client = make_client(artifacts_dir=artifacts_copy)
+    expected = (
+        f"{manifest_path}: the model needs features version 99 ['word_shape', 'pos_tag']; this service "
+        "computes version 1 ['word_shape', 'word_start', 'acronym_rule', 'phrase_rule']: serve it with "
+        "the aligntag release that built it, or rebuild it"
+    )
+    assert error(client.get("/ready")) == (503, "not_ready", f"acronyms: {expected}")
+    assert client.get("/info").json()["models"]["acronyms"]["reason"] == expected
+    assert client.post("/tag", json={"text": "a"}).status_code == 200  # the other model serves
+
+
 def test_missing_artifacts_dir(make_client: MakeClient, tmp_path: Path) -> None:
     client = make_client(artifacts_dir=tmp_path / "none")
     message = error(client.get("/ready"))[2]

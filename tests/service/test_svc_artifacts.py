@@ -44,9 +44,9 @@ def test_missing_file_names_the_file(artifacts_copy: Path) -> None:
 def test_unknown_schema_version(artifacts_copy: Path) -> None:
     manifest_path = version_dir(artifacts_copy, "concepts") / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["schema_version"] = 2
+    manifest["schema_version"] = 3
     manifest_path.write_text(json.dumps(manifest))
-    assert error_of(artifacts_copy) == f"{manifest_path}: unknown schema_version 2 (this service reads 1)"
+    assert error_of(artifacts_copy) == f"{manifest_path}: unknown schema_version 3 (this service reads 2)"
 
 
 def test_unreadable_manifest(artifacts_copy: Path) -> None:

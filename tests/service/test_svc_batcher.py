@@ -17,6 +17,7 @@ from service import batcher as batcher_module
 from service.batcher import Batcher, length_groups, run_sequences
 from service.errors import InferenceFailed, Overloaded
 from service.metrics import Metrics
+from textfeatures.features import FEATURE_NAMES, Window
 
 N_LABELS = 3
 
@@ -35,7 +36,7 @@ class RecordingRuntime:
         self.entered = threading.Event()
         self.fail = False
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def __call__(self, ids: np.ndarray, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         self.calls.append(ids.copy())
         self.entered.set()
         assert self.gate.wait(10)
@@ -44,6 +45,11 @@ class RecordingRuntime:
         logits = np.zeros((*ids.shape, N_LABELS), dtype=np.float32)
         logits[..., 1] = ids  # label-1 logit = token id: lets the test recognise each sequence
         return logits
+
+
+def seq(*ids: int) -> Window:
+    """A window of token ids (features all 1: the batcher passes them through untouched)."""
+    return Window(list(ids), np.ones((len(ids), len(FEATURE_NAMES)), dtype=np.int64))
 
 
 def make(runtime: RecordingRuntime, **caps: int) -> Batcher:
@@ -95,7 +101,7 @@ def test_length_groups_find_the_cheapest_cut(lengths: list[int], call_tokens: in
 
 def test_run_sequences_returns_unpadded_probabilities_in_input_order() -> None:
     runtime = RecordingRuntime()
-    seqs = [[7, 8, 9], [4], [5, 6]]
+    seqs = [seq(7, 8, 9), seq(4), seq(5, 6)]
     probs = run_sequences(runtime, seqs, pad_id=0)
     assert [p.shape for p in probs] == [(3, N_LABELS), (1, N_LABELS), (2, N_LABELS)]
     np.testing.assert_allclose(probs[0].sum(-1), 1.0, rtol=1e-6)
@@ -108,9 +114,9 @@ def test_a_large_batch_hands_freed_memory_back(monkeypatch: pytest.MonkeyPatch) 
     trims = []
     monkeypatch.setattr(batcher_module, "release_freed_memory", lambda: trims.append(1))
     runtime = RecordingRuntime()
-    run_sequences(runtime, [[5] * 256] * 32, pad_id=0)  # 8,192 padded tokens in 1,024-token calls
+    run_sequences(runtime, [seq(*[5] * 256)] * 32, pad_id=0)  # 8,192 padded tokens in 1,024-token calls
     assert max(ids.size for ids in runtime.calls) <= 1024 and len(trims) == 1
-    run_sequences(runtime, [[5] * 40] * 16, pad_id=0)  # 640 tokens: no trim
+    run_sequences(runtime, [seq(*[5] * 40)] * 16, pad_id=0)  # 640 tokens: no trim
     assert len(trims) == 1
 
 
@@ -119,7 +125,7 @@ def test_idle_batcher_runs_a_lone_request_at_once() -> None:
         runtime = RecordingRuntime()
         batcher = make(runtime)
         batcher.start()
-        result = await batcher.submit([[5, 6, 7]])
+        result = await batcher.submit([seq(5, 6, 7)])
         assert len(result.probs) == 1 and result.batch_size == 1
         assert [c.tolist() for c in runtime.calls] == [[[5, 6, 7]]]
         await batcher.stop()
@@ -133,9 +139,9 @@ def test_requests_arriving_during_a_batch_run_together_next() -> None:
         batcher = make(runtime)
         batcher.start()
         runtime.gate.clear()
-        first = batcher.submit([[1, 1]])
+        first = batcher.submit([seq(1, 1)])
         await until(runtime.entered.is_set)  # the worker is busy with `first`
-        later = [batcher.submit([[2, 2]]), batcher.submit([[3, 3, 3]]), batcher.submit([[4]])]
+        later = [batcher.submit([seq(2, 2)]), batcher.submit([seq(3, 3, 3)]), batcher.submit([seq(4)])]
         assert batcher.queue_depth == 3
         runtime.gate.set()
         await first
@@ -155,9 +161,9 @@ def test_token_budget_and_request_cap_split_batches_fifo() -> None:
         batcher = make(runtime, max_batch_tokens=4, max_batch_requests=2)
         batcher.start()
         runtime.gate.clear()
-        blocker = batcher.submit([[9]])
+        blocker = batcher.submit([seq(9)])
         await until(runtime.entered.is_set)
-        job = batcher.submit([[1, 1], [2, 2], [3], [4], [5]])  # 5 sequences, 7 tokens
+        job = batcher.submit([seq(1, 1), seq(2, 2), seq(3), seq(4), seq(5)])  # 5 sequences, 7 tokens
         runtime.gate.set()
         await blocker
         result = await job
@@ -175,11 +181,11 @@ def test_full_queue_refuses_at_once_with_retry_after() -> None:
         batcher = make(runtime, max_queue=1)
         batcher.start()
         runtime.gate.clear()
-        running = batcher.submit([[1]])
+        running = batcher.submit([seq(1)])
         await until(runtime.entered.is_set)
-        waiting = batcher.submit([[2]])
+        waiting = batcher.submit([seq(2)])
         with pytest.raises(Overloaded) as refused:
-            batcher.submit([[3]])
+            batcher.submit([seq(3)])
         assert refused.value.message == "the concepts queue is full (1 requests waiting); retry later"
         assert refused.value.headers == {"Retry-After": "1"}
         assert rejected(batcher, "queue_full") == 1
@@ -196,16 +202,16 @@ def test_failed_batch_fails_every_waiter_and_the_worker_carries_on() -> None:
         batcher = make(runtime)
         batcher.start()
         runtime.gate.clear()
-        blocker = batcher.submit([[1]])
+        blocker = batcher.submit([seq(1)])
         await until(runtime.entered.is_set)
-        doomed = [batcher.submit([[2]]), batcher.submit([[3], [4]])]
+        doomed = [batcher.submit([seq(2)]), batcher.submit([seq(3), seq(4)])]
         runtime.fail = True
         runtime.gate.set()
         outcomes = await asyncio.gather(blocker, *doomed, return_exceptions=True)
         assert all(isinstance(o, InferenceFailed) for o in outcomes)
         assert str(outcomes[0]) == "inference failed on the concepts model (RuntimeError)"
         runtime.fail = False
-        assert len((await batcher.submit([[5]])).probs) == 1  # still serving
+        assert len((await batcher.submit([seq(5)])).probs) == 1  # still serving
         await batcher.stop()
 
     run(scenario)
@@ -217,10 +223,10 @@ def test_job_of_a_departed_client_is_dropped_before_running() -> None:
         batcher = make(runtime)
         batcher.start()
         runtime.gate.clear()
-        blocker = batcher.submit([[1]])
+        blocker = batcher.submit([seq(1)])
         await until(runtime.entered.is_set)
-        gone = batcher.submit([[7, 7, 7]])
-        kept = batcher.submit([[2]])
+        gone = batcher.submit([seq(7, 7, 7)])
+        kept = batcher.submit([seq(2)])
         gone.cancel()  # what the handler does when the client disconnects
         runtime.gate.set()
         await asyncio.gather(blocker, kept)
@@ -248,7 +254,7 @@ def test_metrics_record_batches() -> None:
         runtime = RecordingRuntime()
         batcher = make(runtime)
         batcher.start()
-        await batcher.submit([[1, 2, 3], [4, 5]])
+        await batcher.submit([seq(1, 2, 3), seq(4, 5)])
         registry = batcher.metrics.registry
         labels = {"model": "concepts"}
         assert registry.get_sample_value("aligntag_batch_size_sum", labels) == 2

@@ -97,6 +97,35 @@ def test_acronyms_shape(client: httpx.Client) -> None:
     assert many["results"][1] == {"acronyms": [], "long_forms": []}
 
 
+DEFINED = [
+    ("Patients with type 2 diabetes mellitus (T2DM) were enrolled.", "T2DM", "type 2 diabetes mellitus"),
+    ("Serum levels of interleukin 6 (IL-6) rose after surgery.", "IL-6", "interleukin 6"),
+    ("Carriers of breast cancer 1 (BRCA1) mutations were screened.", "BRCA1", "breast cancer 1"),
+    ("We transfected human embryonic kidney 293T (HEK293T) cells.", "HEK293T", "human embryonic kidney 293T"),
+]
+
+
+@pytest.mark.parametrize(("text", "short", "long"), DEFINED, ids=[d[1] for d in DEFINED])
+def test_defined_acronyms_come_back_whole_with_their_long_forms(
+    client: httpx.Client, text: str, short: str, long: str
+) -> None:
+    """Words as users write them: digits and hyphens stay inside a short form, and the pair is
+    returned with exact offsets (the tiny test model reads the acronym rule's tags)."""
+    (acronym,) = client.post("/acronyms", json={"text": text}).json()["acronyms"]
+    assert (acronym["text"], acronym["start"], acronym["end"]) == (
+        short,
+        text.index(short),
+        text.index(short) + len(short),
+    )
+    assert acronym["long_form"] is not None
+    long_form = acronym["long_form"]
+    assert (long_form["text"], long_form["start"], long_form["end"]) == (
+        long,
+        text.index(long),
+        text.index(long) + len(long),
+    )
+
+
 def test_info(client: httpx.Client) -> None:
     body = client.get("/info").json()
     assert set(body["models"]) == {"concepts", "acronyms"}

@@ -1,4 +1,5 @@
-"""Windowing, merging and BIO decoding (service/tagging.py) on hand-made tokens and probabilities."""
+"""Windowing and merging (service/tagging.py) on hand-made tokens and probabilities; decoding
+itself is `textfeatures.decode`, tested in tests/textfeatures."""
 
 from __future__ import annotations
 
@@ -6,34 +7,25 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from model_build.data import decode_spans as build_decode_spans
-from model_build.data import word_level_labels as build_word_level_labels
-from model_build.model import ACRONYM_LABELS
 from service.batcher import run_sequences
-from service.tagging import (
-    Encoded,
-    Span,
-    decode_bio,
-    merge_windows,
-    plan_windows,
-    tag_text,
-    word_level_labels,
-)
+from service.tagging import Span, merge_windows, plan_windows, tag_text
+from textfeatures import features as tf
 
 LABELS = ["O", "B-concept", "I-concept"]
 O, B, I = 0, 1, 2  # noqa: E741 - BIO label ids
 
 
-def words(text: str) -> Encoded:
-    """Whitespace 'tokenizer' with exact offsets; ids are the word lengths (a context-free feature)."""
+def words(text: str) -> tf.TextInputs:
+    """Whitespace 'tokenizer' with exact offsets, one token a word; ids are the word lengths (a
+    context-free feature)."""
     matches = list(re.finditer(r"\S+", text))
-    return Encoded(
+    return tf.TextInputs(
         ids=[len(m.group()) for m in matches],
         offsets=[(m.start(), m.end()) for m in matches],
-        word_ids=list(range(len(matches))),
+        words=[(m.start(), m.end()) for m in matches],
+        word_of_token=list(range(len(matches))),
+        features=np.ones((len(matches), len(tf.FEATURE_NAMES)), dtype=np.int64),
     )
 
 
@@ -91,51 +83,24 @@ def test_merge_ignores_edges_that_are_the_texts_own_edges() -> None:
     assert merged.argmax(-1).tolist()[0] == B
 
 
-def test_decode_bio_rules() -> None:
-    text = "a b c d e f g h"
-    enc = words(text)
-    #          a  b  c  d  e  f  g  h
-    labels = [B, I, O, I, I, B, B, I]
-    spans = decode_bio(enc.offsets, one_hot(labels), LABELS)
-    # B starts, I extends; a lone I starts a span (lenient); B after B starts a new one.
-    assert [(text[s.start : s.end], s.label) for s in spans] == [
-        ("a b", "concept"), ("d e", "concept"), ("f", "concept"), ("g h", "concept"),
-    ]  # fmt: skip
-
-
-def test_decode_bio_score_is_mean_top_probability() -> None:
-    enc = words("x y z")
-    probs = np.array([[0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]], dtype=np.float32)
-    (span,) = decode_bio(enc.offsets, probs, LABELS)
-    assert (span.start, span.end) == (0, 3)
-    assert span.score == pytest.approx((0.8 + 0.6) / 2)
-
-
-def test_decode_bio_does_not_join_different_types() -> None:
-    labels = ["O", "B-short", "I-short", "B-long", "I-long"]
-    enc = words("CNN convolutional nets")
-    probs = np.eye(5, dtype=np.float32)[[1, 4, 4]]  # B-short, I-long, I-long
-    spans = decode_bio(enc.offsets, probs, labels)
-    assert [(s.start, s.end, s.label) for s in spans] == [(0, 3, "short"), (4, 22, "long")]
-
-
 def test_min_score_filters_spans() -> None:
     enc = words("a b")
-    probs = np.array([[0.1, 0.8, 0.1], [0.1, 0.45, 0.45]], dtype=np.float32)  # second: B with 0.45
+    probs = np.array([[0.1, 0.8, 0.1], [0.1, 0.5, 0.4]], dtype=np.float32)  # "a" B; "b" B, or I at 0.4
     ranges = [(0, 2)]
-    assert [s.score for s in tag_text(enc, ranges, [probs], LABELS, 0.0)] == pytest.approx([0.8, 0.45])
-    assert [s.score for s in tag_text(enc, ranges, [probs], LABELS, 0.5)] == pytest.approx([0.8])
+    # "a": as sure as its least sure boundary, min(0.8, 1 - 0.4); "b": 0.5.
+    assert [s.score for s in tag_text(enc, ranges, [probs], LABELS, 0.0)] == pytest.approx([0.6, 0.5])
+    assert [s.score for s in tag_text(enc, ranges, [probs], LABELS, 0.55)] == pytest.approx([0.6])
 
 
-def context_free_model(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def context_free_model(ids: np.ndarray, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
     """Logits from the token id alone: windowing cannot change any token's prediction."""
     table = np.array([[0, 3, 0], [3, 0, 0], [0, 0, 3], [0, 0, 3], [0, 3, 0], [3, 0, 0]], dtype=np.float32)
     return table[ids % len(table)]
 
 
-def spans_with_window(enc: Encoded, window: int, overlap: int) -> list[Span]:
-    ranges = plan_windows(len(enc.ids), window, overlap)
-    probs = run_sequences(context_free_model, [enc.ids[s:e] for s, e in ranges], pad_id=0)
+def spans_with_window(enc: tf.TextInputs, size: int, overlap: int) -> list[Span]:
+    ranges = plan_windows(len(enc.ids), size, overlap)
+    probs = run_sequences(context_free_model, [tf.window(enc, s, e) for s, e in ranges], pad_id=0)
     return tag_text(enc, ranges, probs, LABELS, 0.0)
 
 
@@ -156,47 +121,3 @@ def test_a_span_across_a_window_edge_is_found_once() -> None:
     spans = spans_with_window(enc, 16, 4)  # windows (0,16), (12,28), (18,34): edges inside the span
     (span,) = spans
     assert text[span.start : span.end] == " ".join(["xxxx"] + ["xx", "xxx"] * 6)
-
-
-def test_a_word_takes_the_label_of_its_first_sub_token() -> None:
-    from service.tagging import decode_bio
-
-    labels = ["O", "B-concept", "I-concept"]
-    # "natural evolutions": tokens natural | evol | ##utions ; the model tags only "##utions".
-    offsets = [(0, 7), (8, 12), (12, 18)]
-    word_ids = [0, 1, 1]
-    probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1]], dtype=np.float32)
-    assert decode_bio(offsets, probs, labels, word_ids) == []
-    probs[1] = [0.1, 0.7, 0.2]  # first sub-token B: the whole word is the span
-    probs[2] = [0.9, 0.05, 0.05]
-    (span,) = decode_bio(offsets, probs, labels, word_ids)
-    assert (span.start, span.end, span.label) == (8, 18, "concept")
-
-
-@given(st.lists(st.tuples(st.integers(0, len(ACRONYM_LABELS) - 1), st.booleans()), max_size=40))
-def test_service_and_build_decode_words_alike(tokens: list[tuple[int, bool]]) -> None:
-    """The service's copy of the word-level rule gives exactly the build's labels (the build scores
-    with its own copy; the halves share no code)."""
-    label_ids = [label for label, _ in tokens]
-    word_ids, word = [], 0
-    for i, (_, continues_word) in enumerate(tokens):
-        word += 0 if (continues_word and i > 0) else 1
-        word_ids.append(word)
-    names = list(ACRONYM_LABELS)
-    assert word_level_labels(label_ids, word_ids, names) == build_word_level_labels(
-        label_ids, word_ids, names
-    )
-
-
-@given(st.lists(st.lists(st.floats(0.01, 1.0), min_size=5, max_size=5), max_size=40))
-def test_service_and_build_decode_spans_alike(rows: list[list[float]]) -> None:
-    """The service's decode (which visits only the non-O tokens) finds exactly the spans and scores
-    of the build's full scan (`model_build.data.decode_spans`, which the dev figures come from)."""
-    probs = np.asarray(rows, dtype=np.float32).reshape(-1, len(ACRONYM_LABELS))
-    probs /= probs.sum(-1, keepdims=True)
-    offsets = [(2 * i, 2 * i + 1) for i in range(len(probs))]
-    names = list(ACRONYM_LABELS)
-    ours = decode_bio(offsets, probs, names)
-    theirs = build_decode_spans(offsets, probs.argmax(-1).tolist(), names, probs.max(-1).tolist())
-    assert [(s.start, s.end, s.label) for s in ours] == [(a, b, k) for a, b, k, _ in theirs]
-    assert [s.score for s in ours] == pytest.approx([p for *_, p in theirs])

@@ -1,0 +1,241 @@
+"""The quality report: the served answers on every dev set, beside the rule baselines.
+
+    python -m bench.quality_report [--artifacts-dir artifacts] [--variant default] [--out reports/quality]
+
+Starts the service on the artifact directory, posts every dev text to it as a client would
+(`bench.quality`), scores the answers with the build's scorer and writes the rows of `--variant`
+into `<out>/results.json` (rows `{task, dataset, variant, metric, value}`; rows of other variants
+already there are kept, so an ablation build adds its rows with its own `--variant no-<part>`).
+The rule baselines are scored on the same dev files every time:
+
+- `rule-matcher`: the Schwartz–Hearst matcher alone; `rule-matcher+caps`: plus the all-caps rule
+  (what the served acronym model reads as an input feature);
+- `rule-content-runs`: every run of content words between function words and punctuation (the
+  candidate rule of RAKE; what the concept model reads as an input feature).
+
+Metrics: `sdu-macro-f1` (acronyms) / `micro-f1` (concepts) with their `precision` and `recall`
+over all spans of the answer; for acronyms also over the `acronyms` list (`list-*`), and the
+precision of the long forms that pair with nothing (`unpaired-long-precision`, with their count).
+For the `default` variant, precision and recall at every `min_score` threshold
+(`precision@0.5`, ...) and a plot of them (`thresholds.png`). Then `report.md` is rewritten from
+all rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import servers
+from bench.inputs import data_dir
+from bench.quality import DEV_SETS, ScoredSpan, served_answers
+
+THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+HEADLINE = {"acronyms": "sdu-macro-f1", "concepts": "micro-f1"}
+
+
+def rule_spans(rule: str, text: str) -> list[ScoredSpan]:
+    from textfeatures.acronyms import label_acronyms
+    from textfeatures.features import phrase_tags
+    from textfeatures.words import split_words
+
+    if rule in ("rule-matcher", "rule-matcher+caps"):
+        spans, _ = label_acronyms(text, caps_rule=rule.endswith("caps"))
+        return [(s, e, label, 1.0) for s, e, label in spans]
+    words = split_words(text)
+    out: list[ScoredSpan] = []
+    for (start, end), tag in zip(words, phrase_tags(text, words), strict=True):
+        if tag == 4 and out:  # inside a run of content words
+            out[-1] = (out[-1][0], end, "concept", 1.0)
+        elif tag == 3:
+            out.append((start, end, "concept", 1.0))
+    return out
+
+
+RULES = {"acronyms": ("rule-matcher", "rule-matcher+caps"), "concepts": ("rule-content-runs",)}
+
+
+def metric_rows(task: str, dataset: str, variant: str, records: list[dict], preds: list[list]) -> list[dict]:
+    from model_build.evaluate import headline, score
+    from model_build.model import TASK_LABELS
+
+    metrics = score(records, preds, TASK_LABELS[task])
+    pr = metrics["sdu_macro"] if task == "acronyms" else metrics["micro"]
+    values = {HEADLINE[task]: headline(task, metrics), "precision": pr["p"], "recall": pr["r"]}
+    for label, v in metrics["labels"].items():
+        values[f"{label}-f1"] = v["f1"]
+    return [
+        {"task": task, "dataset": dataset, "variant": variant, "metric": m, "value": round(v, 2)}
+        for m, v in values.items()
+    ]
+
+
+def served_rows(port: int, variant: str) -> list[dict]:
+    from model_build.data import read_span_file
+
+    rows: list[dict] = []
+    for task, route, name in DEV_SETS:
+        path = data_dir() / name
+        if not path.is_file():
+            continue
+        records = read_span_file(path)
+        dataset = path.stem
+        answers = served_answers(port, task, route, [r["text"] for r in records])
+        rows += metric_rows(task, dataset, variant, records, [a["all spans"] for a in answers])
+        if task == "acronyms":
+            for row in metric_rows(task, dataset, variant, records, [a["acronyms list"] for a in answers]):
+                rows.append({**row, "metric": "list-" + row["metric"]})
+            gold_long = [{(s, e) for s, e, label in r["spans"] if label == "long"} for r in records]
+            unpaired = [[(s, e) for s, e, *_ in a["unpaired long forms"]] for a in answers]
+            n = sum(len(u) for u in unpaired)
+            right = sum(len(set(u) & g) for u, g in zip(unpaired, gold_long, strict=True))
+            rows.append({"task": task, "dataset": dataset, "variant": variant,
+                         "metric": "unpaired-long-count", "value": n})  # fmt: skip
+            rows.append({"task": task, "dataset": dataset, "variant": variant,
+                         "metric": "unpaired-long-precision", "value": round(100.0 * right / n, 2) if n else None})  # fmt: skip
+        if variant == "default":
+            rows += threshold_rows(task, dataset, records, [a["all spans"] for a in answers])
+    return rows
+
+
+def threshold_rows(task: str, dataset: str, records: list[dict], preds: list[list[ScoredSpan]]) -> list[dict]:
+    """Precision and recall of the spans a client keeps with `min_score` = t (the service keeps
+    a span when its score >= t, so filtering one answer at 0 gives every threshold's answer)."""
+    rows = []
+    for t in THRESHOLDS:
+        kept = [[s for s in spans if s[3] >= t] for spans in preds]
+        for row in metric_rows(task, dataset, "default", records, kept):
+            if row["metric"] in ("precision", "recall"):
+                rows.append({**row, "metric": f"{row['metric']}@{t}"})
+    return rows
+
+
+def rule_rows() -> list[dict]:
+    from model_build.data import read_span_file
+
+    rows: list[dict] = []
+    for task, _, name in DEV_SETS:
+        path = data_dir() / name
+        if not path.is_file():
+            continue
+        records = read_span_file(path)
+        for rule in RULES[task]:
+            preds = [rule_spans(rule, r["text"]) for r in records]
+            rows += metric_rows(task, path.stem, rule, records, preds)
+    return rows
+
+
+def write_report(rows: list[dict], out: Path) -> None:
+    def value(task: str, dataset: str, variant: str, metric: str) -> str:
+        for r in rows:
+            if (r["task"], r["dataset"], r["variant"], r["metric"]) == (task, dataset, variant, metric):
+                return "" if r["value"] is None else f"{r['value']:.1f}"
+        return ""
+
+    variants = sorted({r["variant"] for r in rows}, key=lambda v: (v != "default", v.startswith("rule"), v))
+    datasets = [(t, Path(n).stem) for t, _, n in DEV_SETS if any(r["dataset"] == Path(n).stem for r in rows)]
+    lines = [
+        "# Served quality on the dev sets, beside the rule baselines",
+        "",
+        "Regenerate: `python -m bench.quality_report --artifacts-dir artifacts` (after `make build-model`);",
+        "an ablation build adds its rows with `--variant no-<part>`. Every model figure is scored from",
+        "the running service's answers with the build's scorer (exact character spans); rule rows are",
+        "the rules run on the same dev files. Acronyms: SDU macro F1; concepts: micro F1 (percent).",
+        "",
+        "| task | dataset | variant | headline (all spans) | P | R | acronyms list | unpaired long forms: P (count) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task, dataset in datasets:
+        for variant in variants:
+            head = value(task, dataset, variant, HEADLINE[task])
+            if not head:
+                continue
+            listed = value(task, dataset, variant, "list-sdu-macro-f1")
+            unpaired = value(task, dataset, variant, "unpaired-long-precision")
+            count = value(task, dataset, variant, "unpaired-long-count")
+            lines.append(
+                f"| {task} | {dataset} | {variant} | {head} | {value(task, dataset, variant, 'precision')} | "
+                f"{value(task, dataset, variant, 'recall')} | {listed} | "
+                f"{unpaired + (f' ({count[:-2]})' if count else '')} |"
+            )
+    lines += [
+        "",
+        "## Precision and recall against `min_score` (default variant, all spans)",
+        "",
+        "| task | dataset | " + " | ".join(f"P/R @{t}" for t in THRESHOLDS) + " |",
+        "|---|---|" + "---|" * len(THRESHOLDS),
+    ]
+    for task, dataset in datasets:
+        cells = [
+            f"{value(task, dataset, 'default', f'precision@{t}')}/{value(task, dataset, 'default', f'recall@{t}')}"
+            for t in THRESHOLDS
+        ]
+        lines.append(f"| {task} | {dataset} | " + " | ".join(cells) + " |")
+    lines += ["", "![precision and recall against min_score](thresholds.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    plot_thresholds(rows, datasets, out / "thresholds.png")
+
+
+def plot_thresholds(rows: list[dict], datasets: list[tuple[str, str]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, task in zip(axes, ("acronyms", "concepts"), strict=True):
+        for (t, dataset), color in zip(datasets, ("C0", "C1", "C2", "C3"), strict=False):
+            if t != task:
+                continue
+
+            def series(metric: str, d: str = dataset) -> Callable[[], list[float]]:
+                return lambda: [
+                    next(
+                        r["value"]
+                        for r in rows
+                        if (r["dataset"], r["variant"], r["metric"]) == (d, "default", f"{metric}@{th}")
+                    )
+                    for th in THRESHOLDS
+                ]
+
+            try:
+                precision, recall = series("precision")(), series("recall")()
+            except StopIteration:
+                continue
+            ax.plot(THRESHOLDS, precision, "-o", color=color, label=f"{dataset} precision")
+            ax.plot(THRESHOLDS, recall, "--s", color=color, label=f"{dataset} recall")
+        ax.set_title(task)
+        ax.set_xlabel("min_score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("percent")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    parser.add_argument("--variant", default="default")
+    parser.add_argument("--out", type=Path, default=Path("reports/quality"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.json"
+    rows = json.loads(results.read_text()) if results.exists() else []
+    server = servers.start("service", ["-m", "service"], args.artifacts_dir, Path("build") / "quality-logs")
+    try:
+        new = served_rows(server.port, args.variant)
+    finally:
+        server.stop()
+    rows = [r for r in rows if r["variant"] != args.variant and not r["variant"].startswith("rule-")]
+    rows += new + rule_rows()
+    results.write_text(json.dumps(rows, indent=1))
+    write_report(rows, args.out)
+    print((args.out / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The shared feature code: words as users write them, the features a model reads, and decoding."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import Tokenizer
+
+from model_build.streams import tokenize_corpus
+from model_build.tokenizer import train_tokenizer
+from textfeatures.decode import allowed_transitions, decode_spans, is_well_formed, viterbi
+from textfeatures.features import FEATURE_NAMES, FEATURE_SIZES, encode_texts, text_inputs, word_shape
+from textfeatures.words import split_words, strip_span
+
+CONCEPT_LABELS = ["O", "B-concept", "I-concept"]
+ACRONYM_LABELS = ["O", "B-short", "I-short", "B-long", "I-long"]
+
+SAMPLE = (
+    "Patients with type 2 diabetes mellitus (T2DM) had high IL-6 and TNF-α; BRCA1 in HEK293T "
+    "cells. Retrieval-augmented generation (RAG) beats BM25, e.g. on TCP/IP logs. CNN's layers."
+)
+
+
+def words_of(text: str) -> list[str]:
+    return [text[s:e] for s, e in split_words(text)]
+
+
+def test_words_follow_how_users_write_them() -> None:
+    assert words_of(SAMPLE) == [
+        "Patients", "with", "type", "2", "diabetes", "mellitus", "(", "T2DM", ")", "had", "high",
+        "IL-6", "and", "TNF-α", ";", "BRCA1", "in", "HEK293T", "cells", ".", "Retrieval-augmented",
+        "generation", "(", "RAG", ")", "beats", "BM25", ",", "e.g", ".", "on", "TCP/IP", "logs", ".",
+        "CNN", "'s", "layers", ".",
+    ]  # fmt: skip
+    # Pre-tokenized text keeps the words its spaces give it.
+    assert words_of("language ( CNL ) , IL - 6") == ["language", "(", "CNL", ")", ",", "IL", "-", "6"]
+    assert words_of("BI=Bioinformatician") == ["BI", "=", "Bioinformatician"]
+
+
+@given(st.text(alphabet=st.sampled_from(list("aZ9 -.'()=,é\n\tα")), max_size=60))
+def test_words_cover_every_non_space_character_once(text: str) -> None:
+    words = split_words(text)
+    covered = "".join(text[s:e] for s, e in words)
+    assert covered == "".join(text.split())
+    assert all(s < e for s, e in words) and all(a[1] <= b[0] for a, b in itertools.pairwise(words))
+
+
+def test_strip_span() -> None:
+    assert strip_span("  ab c \n", 0, 8) == (2, 6)
+    assert strip_span("   ", 0, 3) == (3, 3)
+
+
+@pytest.mark.parametrize(
+    ("word", "shape"),
+    [("cell", 1), ("Cell", 2), ("CNN", 3), ("CNNs", 4), ("IoT", 4), ("T2DM", 5), ("IL-6", 5),
+     ("2019", 6), ("(", 7), ("a", 1), ("A", 2)],
+)  # fmt: skip
+def test_word_shape(word: str, shape: int) -> None:
+    assert word_shape(word) == shape
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
+    texts = [SAMPLE, "language ( CNL ) and convolutional neural networks (CNNs) are models"] * 20
+    return train_tokenizer(texts, 300, 1, tmp_path_factory.mktemp("tok") / "tokenizer.json")
+
+
+def test_features_of_a_defined_acronym(tokenizer: Tokenizer) -> None:
+    text = "We use convolutional neural networks (CNNs) and an LSTM."
+    (inputs,) = encode_texts(tokenizer, [text])
+    assert inputs.features.shape == (len(inputs.ids), len(FEATURE_NAMES))
+    assert all(
+        (inputs.features[:, c] >= 1).all() and (inputs.features[:, c] < size).all()
+        for c, size in enumerate(FEATURE_SIZES)
+    )
+    by_word: dict[str, int] = {}
+    for t, w in enumerate(inputs.word_of_token):
+        start, end = inputs.words[w]
+        by_word.setdefault(text[start:end], int(inputs.features[t, 2]))
+    # Acronym rule column: 1 O, 2 B-short, 3 I-short, 4 B-long, 5 I-long.
+    assert [by_word[w] for w in ("use", "convolutional", "neural", "networks", "CNNs", "LSTM")] == [
+        1, 4, 5, 5, 2, 2,
+    ]  # fmt: skip
+    # Word start column: 1 on the first token of each word, 2 on the rest.
+    starts = [int(f) for f in inputs.features[:, 1]]
+    assert starts == [1 if t == 0 or inputs.word_of_token[t] != inputs.word_of_token[t - 1] else 2
+                      for t in range(len(starts))]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(list("aBcD9 -.()=,é\nα")), max_size=80), min_size=1, max_size=6)
+)
+def test_build_and_service_compute_identical_features(tokenizer: Tokenizer, texts: list[str]) -> None:
+    """The build tokenizes one document at a time (`tokenize_corpus`), the service a batch of texts
+    (`encode_texts`): both must hand the model the same ids and features."""
+    served = encode_texts(tokenizer, texts)
+    for text, inputs in zip(texts, served, strict=True):
+        enc = tokenizer.encode(text, add_special_tokens=False)
+        built = text_inputs(text, enc.ids, enc.offsets)
+        assert built.ids == inputs.ids
+        np.testing.assert_array_equal(built.features, inputs.features)
+
+
+def test_pretraining_streams_carry_the_same_features(tokenizer: Tokenizer, tmp_path: Path) -> None:
+    docs = [{"text": SAMPLE}, {"text": "no links here (NLH) at all"}]
+    tokenizer.save(str(tmp_path / "tok.json"))
+    streams = tokenize_corpus(iter(docs), tmp_path / "tok.json", tmp_path / "tokens.npz")
+    served = encode_texts(tokenizer, [d["text"] for d in docs])
+    np.testing.assert_array_equal(streams["features"], np.concatenate([s.features for s in served]))
+    assert streams["doc_starts"].tolist() == [0, len(served[0].ids), len(served[0].ids) + len(served[1].ids)]
+
+
+def brute_force(log_probs: np.ndarray, allowed: np.ndarray) -> list[int]:
+    best, best_score = None, -np.inf
+    for path in itertools.product(range(log_probs.shape[1]), repeat=len(log_probs)):
+        if is_well_formed(path, allowed):
+            score = sum(log_probs[i, label] for i, label in enumerate(path))
+            if score > best_score:
+                best, best_score = list(path), score
+    assert best is not None
+    return best
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 5), st.randoms(use_true_random=False))
+def test_viterbi_is_the_best_well_formed_sequence(n: int, rnd) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(rnd.randint(0, 10**6))
+    log_probs = np.log(rng.dirichlet(np.ones(5), size=n))
+    allowed = allowed_transitions(ACRONYM_LABELS)
+    path = viterbi(log_probs, allowed)
+    assert is_well_formed(path, allowed)
+    assert sum(log_probs[i, lab] for i, lab in enumerate(path)) == pytest.approx(
+        sum(log_probs[i, lab] for i, lab in enumerate(brute_force(log_probs, allowed)))
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.lists(st.floats(0.01, 1.0), min_size=5, max_size=5)), max_size=30)
+)
+def test_decoding_never_yields_an_ill_formed_span(tokens: list[tuple[bool, list[float]]]) -> None:
+    """Any probabilities: spans are sorted, disjoint, start and end on word edges, and never
+    start on an `I` label; every span's score is a probability."""
+    word_of_token, words, w = [], [], -1
+    for i, (continues, _) in enumerate(tokens):
+        if not continues or i == 0:
+            w += 1
+            words.append((3 * w, 3 * w + 2))
+        word_of_token.append(w)
+    probs = np.asarray([p for _, p in tokens], dtype=np.float64).reshape(-1, 5)
+    probs /= probs.sum(-1, keepdims=True)
+    spans = decode_spans(probs, word_of_token, words, ACRONYM_LABELS)
+    starts, ends = {s for s, _ in words}, {e for _, e in words}
+    for a, b in itertools.pairwise(spans):
+        assert a[1] <= b[0]
+    for start, end, label, score in spans:
+        assert start in starts and end in ends and start < end and label in ("short", "long")
+        assert 0.0 <= score <= 1.0
+
+
+def test_decoding_repairs_a_continuation_without_a_start() -> None:
+    # "time series data": argmax says O I I, which no span can be; Viterbi picks B I I or O O O.
+    words = [(0, 4), (5, 11), (12, 16)]
+    probs = np.array([[0.5, 0.45, 0.05], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])
+    (span,) = decode_spans(probs, [0, 1, 2], words, CONCEPT_LABELS)
+    assert span[:3] == (0, 16, "concept")
+    assert span[3] == pytest.approx(0.45)  # as sure as its least sure word
+
+
+def test_a_word_takes_the_label_of_its_first_token() -> None:
+    words = [(0, 7), (8, 18)]  # "natural evolutions": natural | evol ##utions
+    probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
+    assert decode_spans(probs, [0, 1, 1], words, CONCEPT_LABELS) == []
+    probs[1], probs[2] = [0.1, 0.7, 0.2], [0.9, 0.05, 0.05]
+    assert [s[:3] for s in decode_spans(probs, [0, 1, 1], words, CONCEPT_LABELS)] == [(8, 18, "concept")]
+
+
+def test_span_score_counts_the_next_word_continuing_it() -> None:
+    words = [(0, 1), (2, 3)]
+    probs = np.array([[0.05, 0.9, 0.05], [0.55, 0.05, 0.4]])  # "a" B (0.9); "b" O, but I at 0.4
+    ((*_, score),) = decode_spans(probs, [0, 1], words, CONCEPT_LABELS)
+    assert score == pytest.approx(0.6)

@@ -1,0 +1,103 @@
+"""From per-token label probabilities to spans: constrained BIO Viterbi over words.
+
+Both the build's scorer and the service decode with this function, so a dev score measures
+exactly what the service answers.
+
+- A word takes the label distribution of its first token: spans start and end on words as users
+  write them (`textfeatures.words`), never inside one.
+- The label sequence over words is the most probable one in which every `I-x` follows `B-x` or
+  `I-x` (Viterbi over log-probabilities); when the per-word argmax already obeys that, it is the
+  answer and the search is skipped.
+- A span's score is the lowest probability among the labels that make it (each word's label,
+  and the next word's not continuing it): a span is as sure as its least sure boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from textfeatures.words import Word
+
+Decoded = tuple[int, int, str, float]  # start, end (exclusive), span type, score
+
+
+def allowed_transitions(label_names: Sequence[str]) -> np.ndarray:
+    """allowed[i, j]: label j may follow label i. Row len(label_names) is the start of a text."""
+    n = len(label_names)
+    allowed = np.ones((n + 1, n), dtype=bool)
+    for j, name in enumerate(label_names):
+        if name.startswith("I-"):
+            kind = name[2:]
+            allowed[:, j] = False
+            for i, prev in enumerate(label_names):
+                if prev in (f"B-{kind}", f"I-{kind}"):
+                    allowed[i, j] = True
+    return allowed
+
+
+def is_well_formed(labels: Sequence[int], allowed: np.ndarray) -> bool:
+    previous = allowed.shape[0] - 1
+    for label in labels:
+        if not allowed[previous, label]:
+            return False
+        previous = label
+    return True
+
+
+def viterbi(log_probs: np.ndarray, allowed: np.ndarray) -> list[int]:
+    """Most probable label sequence (words x labels log-probabilities) under `allowed`."""
+    n_words, n_labels = log_probs.shape
+    if n_words == 0:
+        return []
+    penalty = np.where(allowed, 0.0, -np.inf)
+    score = log_probs[0] + penalty[-1]
+    back = np.zeros((n_words, n_labels), dtype=np.int64)
+    for w in range(1, n_words):
+        total = score[:, None] + penalty[:-1]  # previous label x label
+        back[w] = total.argmax(0)
+        score = total.max(0) + log_probs[w]
+    path = [int(score.argmax())]
+    for w in range(n_words - 1, 0, -1):
+        path.append(int(back[w, path[-1]]))
+    return path[::-1]
+
+
+def decode_spans(
+    token_probs: np.ndarray, word_of_token: Sequence[int], words: Sequence[Word], label_names: Sequence[str]
+) -> list[Decoded]:
+    """Spans (sorted, non-overlapping, well-formed) from token probabilities (tokens x labels)."""
+    if len(word_of_token) == 0:
+        return []
+    index = np.asarray(word_of_token, dtype=np.int64)
+    first = np.ones(len(index), dtype=bool)
+    first[1:] = index[1:] != index[:-1]
+    word_ids = index[first]  # the words that have tokens, in order
+    probs = np.asarray(token_probs, dtype=np.float64)[first]
+    labels = probs.argmax(-1)
+    allowed = allowed_transitions(label_names)
+    if not is_well_formed(labels.tolist(), allowed):
+        labels = np.asarray(viterbi(np.log(np.clip(probs, 1e-12, 1.0)), allowed), dtype=np.int64)
+    chosen = probs[np.arange(len(labels)), labels]
+    kinds = [None if name == "O" else name.split("-", 1) for name in label_names]
+    inside = {kind[1]: j for j, kind in enumerate(kinds) if kind is not None and kind[0] == "I"}
+    spans: list[Decoded] = []
+    label_list = labels.tolist()
+    w = 0
+    n = len(label_list)
+    while w < n:
+        kind = kinds[label_list[w]]
+        if kind is None:
+            w += 1
+            continue
+        span_type = kind[1]
+        end = w + 1
+        while end < n and kinds[label_list[end]] == ["I", span_type]:
+            end += 1
+        score = float(chosen[w:end].min())
+        if end < n and span_type in inside:
+            score = min(score, 1.0 - float(probs[end, inside[span_type]]))
+        spans.append((words[word_ids[w]][0], words[word_ids[end - 1]][1], span_type, score))
+        w = end
+    return spans
