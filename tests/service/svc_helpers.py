@@ -13,6 +13,7 @@ from service.artifacts import Artifact
 from service.models import onnx_runtime_factory
 from service.runtime import Runtime
 from service.settings import Settings
+from textfeatures.words import split_words
 
 MakeClient = Callable[..., TestClient]  # the make_client fixture (tests/service/conftest.py)
 
@@ -91,10 +92,15 @@ def one_span_factory(artifact: Artifact, settings: Settings) -> Runtime:
 
 
 def check_spans(text: str, spans: list[dict]) -> None:
-    """The offset contract: exact text, sorted, non-overlapping, no duplicates, scores in [0, 1]."""
+    """The offset contract: exact text, sorted, non-overlapping, no duplicates, scores in [0, 1],
+    and every span starts and ends on a word edge as users write words (an offset off by one
+    inside a span lands inside a word)."""
+    words = split_words(text)
+    starts, ends = {s for s, _ in words}, {e for _, e in words}
     previous_end = 0
     for span in spans:
         assert text[span["start"] : span["end"]] == span["text"], span
         assert 0 <= previous_end <= span["start"] < span["end"] <= len(text), span
+        assert span["start"] in starts and span["end"] in ends, ("not on word edges", span)
         assert 0.0 <= span["score"] <= 1.0
         previous_end = span["end"]

@@ -54,6 +54,9 @@ def test_tag_one_text(client: httpx.Client) -> None:
     assert body["model"]["task"] == "concepts" and body["model"]["version"].startswith("tiny-")
     check_spans(SENTENCE, body["concepts"])
     assert all(set(s) == {"text", "start", "end", "score"} for s in body["concepts"])
+    # The test model really tags: the noun phrases that define the sentence's acronyms are found.
+    found = {s["text"] for s in body["concepts"]}
+    assert {"controlled natural language", "support vector machines"} <= found, found
 
 
 def test_tag_many_texts_in_order(client: httpx.Client) -> None:
@@ -67,8 +70,32 @@ def test_tag_many_texts_in_order(client: httpx.Client) -> None:
     # Same spans whether alone or batched; scores may move in the 3rd decimal because dynamic int8
     # quantization scales activations over the whole batch (docs/service.md, "Scores").
     batched = body["results"][0]["concepts"]
+    assert len(single) >= 3
     assert [(s["start"], s["end"]) for s in batched] == [(s["start"], s["end"]) for s in single]
-    assert [s["score"] for s in batched] == pytest.approx([s["score"] for s in single], abs=0.01)
+    assert [s["score"] for s in batched] == pytest.approx([s["score"] for s in single], abs=0.02)
+
+
+PADDED = [
+    SENTENCE,
+    "Support vector machines (SVM) classify.",
+    "The controlled natural language ( CNL ) corpus and its grammar of many rules for parsing sentences.",
+    "We use named entity recognition (NER).",
+]
+
+
+@pytest.mark.parametrize(("route", "key"), [("/tag", "concepts"), ("/acronyms", "acronyms")])
+def test_batched_answers_equal_single_answers_for_texts_of_different_lengths(
+    client: httpx.Client, route: str, key: str
+) -> None:
+    """Texts of different lengths share padded model calls: with the attention mask honoured,
+    padding changes nothing a client can see."""
+    batched = client.post(route, json={"texts": PADDED, "min_score": 0}).json()["results"]
+    non_empty = 0
+    for text, result in zip(PADDED, batched, strict=True):
+        single = client.post(route, json={"text": text, "min_score": 0}).json()[key]
+        non_empty += bool(single)
+        assert [(s["start"], s["end"]) for s in result[key]] == [(s["start"], s["end"]) for s in single]
+    assert non_empty >= 3  # the comparison is between real answers, not empty lists
 
 
 def test_min_score_filters(client: httpx.Client) -> None:
@@ -92,6 +119,9 @@ def test_acronyms_shape(client: httpx.Client) -> None:
             check_spans(SENTENCE, [acronym["long_form"]])
     check_spans(SENTENCE, body["acronyms"])
     check_spans(SENTENCE, body["long_forms"])
+    pairs = [(a["text"], a["start"], a["long_form"] and (a["long_form"]["start"], a["long_form"]["end"]))
+             for a in body["acronyms"]]  # fmt: skip
+    assert pairs == [("CNNs", 40, (9, 38)), ("CNL", 83, (53, 80)), ("SVM", 143, (118, 141))]
     many = client.post("/acronyms", json={"texts": [SENTENCE, ""]}).json()
     assert set(many) == {"results", "model"} and set(many["results"][0]) == {"acronyms", "long_forms"}
     assert many["results"][1] == {"acronyms": [], "long_forms": []}
@@ -305,17 +335,28 @@ def test_unicode_offsets_are_python_indices(client: httpx.Client, route: str) ->
     key = "concepts" if route == "/tag" else "acronyms"
     for text, result in zip(UNICODE_TEXTS, body["results"], strict=True):
         check_spans(text, result[key])
+    if route == "/acronyms":  # after astral characters, emoji sequences and CJK: exact indices
+        for i, short in ((1, "CNN"), (2, "NLP")):
+            spans = [(a["start"], a["end"]) for a in body["results"][i]["acronyms"]]
+            start = UNICODE_TEXTS[i].index(short)
+            assert (start, start + len(short)) in spans, (short, spans)
 
 
 def test_long_text_is_windowed_not_truncated(client: httpx.Client) -> None:
-    # ~5 windows of 64 tokens; every part of the text must be reachable by a span.
+    """~5 windows of 64 tokens: every repetition of the sentence, the last one included, gets its
+    three acronyms with their long forms at the repetition's offsets."""
     text = " ".join([SENTENCE] * 9)
     for route, key in (("/tag", "concepts"), ("/acronyms", "acronyms")):
         spans = client.post(route, json={"text": text, "min_score": 0}).json()[key]
         check_spans(text, spans)
         assert len({(s["start"], s["end"]) for s in spans}) == len(spans)
-    r = client.post("/tag", json={"text": text})
-    assert int(r.status_code) == 200
+    acronyms = client.post("/acronyms", json={"text": text}).json()["acronyms"]
+    found = {(a["start"], a["end"], a["long_form"]["start"] if a["long_form"] else None) for a in acronyms}
+    for k in range(9):
+        shift = k * (len(SENTENCE) + 1)
+        for short, long_start in (("CNNs", 9), ("CNL", 53), ("SVM", 118)):
+            start = shift + SENTENCE.index(short)
+            assert (start, start + len(short), shift + long_start) in found, (k, short)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
