@@ -18,7 +18,9 @@ from testlib import data_dir, free_port, start_service, wait_ready
 @pytest.fixture(scope="session")
 def labelled_data_dir() -> Path:
     d = data_dir()
-    assert (d / "acronyms").is_dir(), f"labelled data not found at {d}: set ALIGNTAG_DATA_DIR"
+    # A missing input fails the suite instead of silently skipping the tests that read it.
+    for sub in ("acronyms", "concepts", "wikitext"):
+        assert (d / sub).is_dir(), f"{d / sub} not found: set ALIGNTAG_DATA_DIR to the shared data directory"
     return d
 
 

@@ -14,7 +14,11 @@ import re
 Word = tuple[int, int]  # start, end (exclusive): character offsets into the text
 
 _CUT = '()[]{}<>,;:!?="“”‘’«»'
-_PIECE = re.compile(r"[" + re.escape(_CUT) + r"]|[^\s" + re.escape(_CUT) + r"]+")
+# Unicode White_Space, as the tokenizer's whitespace split (Rust `char::is_whitespace`) has it.
+# Python's `\s` also takes U+001C..U+001F, which the tokenizer keeps as tokens: with `\s` such a
+# token would belong to no word.
+_SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_PIECE = re.compile(r"[" + re.escape(_CUT) + r"]|[^" + _SPACE + re.escape(_CUT) + r"]+")
 _TAIL = re.compile(r"(?:'s|’s|\.+|')$")
 
 

@@ -28,12 +28,6 @@ DATA_DIR = Path(os.environ.get("ALIGNTAG_DATA_DIR", REPO_ROOT.parent / "shared" 
 WIKITEXT = DATA_DIR / "wikitext"
 DICTD_DIR = Path("/usr/share/dictd")
 
-needs_wikitext = pytest.mark.skipif(not WIKITEXT.is_dir(), reason=f"wikitext pages not found at {WIKITEXT}")
-needs_dictd = pytest.mark.skipif(
-    not (DICTD_DIR / "foldoc.index").exists() or not (DICTD_DIR / "jargon.index").exists(),
-    reason="dictd databases missing: apt-get install dict-foldoc dict-jargon",
-)
-
 
 def anchors(text: str, links: list[tuple[int, int, str]]) -> list[tuple[str, str]]:
     return [(text[s:e], target) for s, e, target in links]
@@ -132,7 +126,6 @@ def test_dictd_entry_header_domain_and_date_are_dropped() -> None:
     assert parse_entry("00-database-short\n     The dictionary\n") is None
 
 
-@needs_dictd
 def test_foldoc_real_entries() -> None:
     counts: Counter = Counter()
     docs = {}
@@ -170,7 +163,6 @@ def test_foldoc_real_entries() -> None:
     assert counts["documents"] > 11000 and counts["links"] > 50000 and counts["external_links"] > 2000
 
 
-@needs_dictd
 def test_jargon_link_trail() -> None:
     foo = next(d for d in read_dictd("jargon", DICTD_DIR) if d.id == "jargon:foo")
     assert foo.text.startswith("1. interj. Term of disgust.\n\n2. [very common] Used very generally")
@@ -228,7 +220,6 @@ def test_headings_become_paragraph_breaks() -> None:
     assert links == [(9, 14, "A"), (22, 23, "B")]
 
 
-@needs_wikitext
 def test_real_page_chemical_biology() -> None:
     text, links = wikitext_to_text((WIKITEXT / "Chemical-biology.txt").read_text(encoding="utf-8"))
     paras = text.split("\n\n")
@@ -260,7 +251,6 @@ def test_real_page_chemical_biology() -> None:
     assert links[0][0] == paras[0].index("chemistry")
 
 
-@needs_wikitext
 def test_real_page_rndis_refs_and_bold() -> None:
     text, links = wikitext_to_text((WIKITEXT / "RNDIS.txt").read_text(encoding="utf-8"))
     assert text.split("\n\n")[0] == (
@@ -281,7 +271,6 @@ def test_real_page_rndis_refs_and_bold() -> None:
     ]
 
 
-@needs_wikitext
 def test_real_page_bodmin_pronunciation_template() -> None:
     text, links = wikitext_to_text((WIKITEXT / "Bodmin.txt").read_text(encoding="utf-8"))
     assert text.split("\n\n")[0] == (
@@ -295,7 +284,6 @@ def test_real_page_bodmin_pronunciation_template() -> None:
     ]
 
 
-@needs_wikitext
 def test_all_real_pages_clean() -> None:
     """No markup survives in 69 of the 70 pages (United-Kingdom.txt has a broken ref in the
     source) and every link span is a trimmed, non-empty anchor."""
@@ -321,7 +309,6 @@ def _dump(pages: list[tuple[str, str, str, bool]]) -> str:
     return "\n".join(xml)
 
 
-@needs_wikitext
 @pytest.mark.parametrize("suffix", [".xml", ".xml.bz2"])
 def test_mediawiki_dump_reader(tmp_path: Path, suffix: str) -> None:
     names = ["Chemical-biology", "RNDIS", "Bodmin", "anarchism", "Mozilla-Firefox"]
@@ -351,7 +338,6 @@ def test_mediawiki_dump_reader(tmp_path: Path, suffix: str) -> None:
     assert [t for t, _ in iter_dump_pages(path)] == [n.replace("-", " ") for n in names]
 
 
-@needs_wikitext
 def test_wikitext_dir_reader_skips_redirects() -> None:
     counts: Counter = Counter()
     docs = list(read_wikitext_dir(sorted(WIKITEXT.glob("*.txt")), counts=counts))

@@ -3,6 +3,7 @@ with resume, DDP, export validation and the experiment report."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import pytest
 
 from model_build.checkpoint import load_encoder
 from model_build.config import get_config
-from model_build.export import ExportError, sha256_file, validate_onnx, verify_artifact
+from model_build.export import ExportError, validate_onnx, verify_artifact
 from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, Tagger
 from model_build.pretrain import pretrain
 from model_build.tokenizer import load_tokenizer
@@ -50,8 +51,10 @@ def test_tiny_build_publishes_a_complete_artifact(tiny_artifacts_dir: Path, task
     assert manifest["finetuning"]["examples"] == 160
     assert manifest["export"]["max_abs_diff_vs_torch"] <= 1e-3
     assert manifest["serve"]["onnx_file"] in ("model.onnx", "model.int8.onnx")
+    # The tiny test model tags: its acronym head reads the rules' features (a real F1, not 0).
+    minimum = 50.0 if task == "acronyms" else 15.0
     for precision in ("fp32", "int8"):
-        assert 0.0 <= manifest["evaluation"][precision]["f1"] <= 100.0
+        assert minimum <= manifest["evaluation"][precision]["f1"] <= 100.0
     assert 0.0 <= manifest["evaluation"]["int8"]["argmax_agreement"] <= 1.0
     assert manifest["evaluation"]["examples"] == 40
     assert len(manifest["build"]["commit"]) in (40, 7) or manifest["build"]["commit"] == "unknown"
@@ -134,8 +137,9 @@ def test_checksum_mismatch_names_the_file(tiny_artifacts_dir: Path, tmp_path: Pa
     (copy / "labels.json").write_text('["O", "B-concept", "I-concept", "X"]')
     with pytest.raises(ExportError, match=r"labels\.json: sha256 does not match the manifest$"):
         verify_artifact(copy)
+    # The manifest's digest is the file's real sha256 (computed here independently of the build).
     assert (
-        sha256_file(copy / "tokenizer.json")
+        hashlib.sha256((copy / "tokenizer.json").read_bytes()).hexdigest()
         == json.loads((copy / "manifest.json").read_text())["files"]["tokenizer.json"]
     )
 
@@ -357,10 +361,11 @@ def test_int8_drop_beyond_the_limit_serves_fp32(
     vdir = export_artifact(model, "acronyms", work / "tokenizer" / "tokenizer.json", dev,
                            ExportConfig(max_int8_f1_drop=-1000.0), tmp_path, "v1", extra)  # fmt: skip
     manifest = verify_artifact(vdir)
-    drop = manifest["evaluation"]["int8"]["f1_drop"]
+    fp32, int8 = manifest["evaluation"]["fp32"]["f1"], manifest["evaluation"]["int8"]["f1"]
+    assert fp32 > 50 and int8 > 50  # a model that tags: the gate compares real scores
     assert manifest["serve"] == {
         "onnx_file": "model.onnx",
-        "reason": f"int8 F1 drop {drop:.2f} > -1000.0 points",
+        "reason": f"int8 F1 drop {fp32 - int8:.2f} > -1000.0 points",
     }
     assert manifest["version"] == "v1" and vdir == tmp_path / "acronyms" / "v1"
 

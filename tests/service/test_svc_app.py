@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -339,4 +338,3 @@ def test_concurrent_requests_are_batched(make_client: MakeClient) -> None:
         assert all(f.result().status_code == 200 for f in rest)
     assert len(concepts.calls) == calls_before + 1  # the five waiting requests ran as one batch
     assert concepts.calls[-1].shape[0] == 5
-    assert threading.active_count() > 0

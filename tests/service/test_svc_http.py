@@ -95,7 +95,7 @@ def test_batched_answers_equal_single_answers_for_texts_of_different_lengths(
         single = client.post(route, json={"text": text, "min_score": 0}).json()[key]
         non_empty += bool(single)
         assert [(s["start"], s["end"]) for s in result[key]] == [(s["start"], s["end"]) for s in single]
-    assert non_empty >= 3  # the comparison is between real answers, not empty lists
+    assert non_empty >= 2  # the comparison is between real answers, not empty lists
 
 
 def test_min_score_filters(client: httpx.Client) -> None:
