@@ -265,3 +265,25 @@ def test_metrics_record_batches() -> None:
         await batcher.stop()
 
     run(scenario)
+
+
+@pytest.mark.parametrize("onnx_file", ["model.onnx", "model.int8.onnx"])
+def test_padding_changes_no_probability_of_the_real_model(tiny_artifacts_dir, onnx_file: str) -> None:  # type: ignore[no-untyped-def]
+    """The service's ONNX Runtime path (runtime + length groups + padding) on the tiny model:
+    windows of different lengths padded into one call get the probabilities they get alone, so
+    the attention mask reaches the graph; a runtime that dropped it would fail here."""
+    from service.artifacts import load_artifact
+    from service.models import onnx_runtime_factory
+    from service.settings import Settings
+    from textfeatures.features import encode_texts, window
+
+    artifact = load_artifact(tiny_artifacts_dir, "acronyms", onnx_file=onnx_file)
+    runtime = onnx_runtime_factory(artifact, Settings(artifacts_dir=tiny_artifacts_dir))
+    texts = ["We train convolutional neural networks (CNNs) on the controlled natural language corpus.",
+             "SVM", "A support vector machine (SVM) and named entity recognition (NER) for parsing."]  # fmt: skip
+    windows = [window(inputs, 0, len(inputs.ids)) for inputs in encode_texts(artifact.tokenizer, texts)]
+    together = run_sequences(runtime, windows, pad_id=0)
+    alone = [run_sequences(runtime, [w], pad_id=0)[0] for w in windows]
+    tolerance = 1e-4 if onnx_file == "model.onnx" else 0.05  # int8 scales activations per call
+    for joint, single in zip(together, alone, strict=True):
+        np.testing.assert_allclose(joint, single, atol=tolerance)
