@@ -169,6 +169,16 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    def refuse_if_full(self) -> None:
+        """Raise Overloaded when the queue is full. `predict` asks before it tokenizes, so an
+        overloaded service refuses at once instead of computing features it will not use."""
+        if len(self._queue) >= self.max_queue:
+            self.metrics.rejected.labels(self.model, "queue_full").inc()
+            raise Overloaded(
+                f"the {self.model} queue is full ({self.max_queue} requests waiting); retry later",
+                headers={"Retry-After": str(self.retry_after_seconds)},
+            )
+
     def submit(self, sequences: Sequence[Window]) -> asyncio.Future[JobResult]:
         """Queue a job; its future resolves with the probabilities of every sequence, in order.
 
@@ -179,12 +189,7 @@ class Batcher:
         if not sequences:
             future.set_result(JobResult(probs=[], queue_seconds=0.0, inference_seconds=0.0, batch_size=0))
             return future
-        if len(self._queue) >= self.max_queue:
-            self.metrics.rejected.labels(self.model, "queue_full").inc()
-            raise Overloaded(
-                f"the {self.model} queue is full ({self.max_queue} requests waiting); retry later",
-                headers={"Retry-After": str(self.retry_after_seconds)},
-            )
+        self.refuse_if_full()
         job = _Job(sequences=sequences, future=future, enqueued_at=time.perf_counter(),
                    probs=[None] * len(sequences))  # fmt: skip
         self._queue.append(job)
