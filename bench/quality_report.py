@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import servers
@@ -72,16 +72,19 @@ def metric_rows(task: str, dataset: str, variant: str, records: list[dict], pred
     ]
 
 
-def served_rows(port: int, variant: str) -> list[dict]:
+def dev_sets() -> Iterator[tuple[str, str, str, list[dict]]]:
+    """(task, route, dataset name, records) of every dev set present in the data directory."""
     from model_build.data import read_span_file
 
-    rows: list[dict] = []
     for task, route, name in DEV_SETS:
         path = data_dir() / name
-        if not path.is_file():
-            continue
-        records = read_span_file(path)
-        dataset = path.stem
+        if path.is_file():
+            yield task, route, path.stem, read_span_file(path)
+
+
+def served_rows(port: int, variant: str) -> list[dict]:
+    rows: list[dict] = []
+    for task, route, dataset, records in dev_sets():
         answers = served_answers(port, task, route, [r["text"] for r in records])
         rows += metric_rows(task, dataset, variant, records, [a["all spans"] for a in answers])
         if task == "acronyms":
@@ -113,17 +116,11 @@ def threshold_rows(task: str, dataset: str, records: list[dict], preds: list[lis
 
 
 def rule_rows() -> list[dict]:
-    from model_build.data import read_span_file
-
     rows: list[dict] = []
-    for task, _, name in DEV_SETS:
-        path = data_dir() / name
-        if not path.is_file():
-            continue
-        records = read_span_file(path)
+    for task, _, dataset, records in dev_sets():
         for rule in RULES[task]:
             preds = [rule_spans(rule, r["text"]) for r in records]
-            rows += metric_rows(task, path.stem, rule, records, preds)
+            rows += metric_rows(task, dataset, rule, records, preds)
     return rows
 
 
