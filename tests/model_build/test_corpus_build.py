@@ -107,8 +107,13 @@ def test_output_layout_and_labels(data_dir: Path, tmp_path: Path) -> None:
     assert stats["acronym_pairs"] == 2 and stats["links"] == 3 and stats["concepts"] == 4
     assert stats["labelled_document_share"] == 1.0
     assert stats["per_source"]["wikitext"]["reader_skipped_redirect"] == 1
-    assert stats["words"] == len(wiki["text"].split()) + len(toy["text"].split())
-    assert stats["link_spans_per_100_words"] == round(100 * 3 / stats["words"], 3)
+    # Link density counted by hand: 3 links ([[source code]], [[machine code]], [[assembly
+    # language]]; the redirect page is skipped) in 24 + 11 = 35 whitespace-separated words
+    # ("A compiler ... by hand." is 24, "We use a controlled ... here ." is 11); only the
+    # wikitext page (24 words) is concept-supervised.
+    assert stats["words"] == 35
+    assert stats["link_spans_per_100_words"] == 8.571  # 100 * 3 / 35
+    assert stats["link_spans_per_100_words_supervised"] == 12.5  # 100 * 3 / 24
     saved = json.loads((out / "stats.json").read_text())
     assert saved == stats
     config = json.loads((out / "config.json").read_text())
