@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service import batcher as batcher_module
-from service.batcher import Batcher, length_groups, run_sequences
+from service.batcher import Batcher, JobResult, length_groups, run_sequences
 from service.errors import InferenceFailed, Overloaded
 from service.metrics import Metrics
 from textfeatures.features import FEATURE_NAMES, Window
@@ -35,12 +35,13 @@ class RecordingRuntime:
         self.gate.set()
         self.entered = threading.Event()
         self.fail = False
+        self.fail_calls: set[int] = set()  # 1-based numbers of the calls that fail
 
     def __call__(self, ids: np.ndarray, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         self.calls.append(ids.copy())
         self.entered.set()
         assert self.gate.wait(10)
-        if self.fail:
+        if self.fail or len(self.calls) in self.fail_calls:
             raise RuntimeError("boom")
         logits = np.zeros((*ids.shape, N_LABELS), dtype=np.float32)
         logits[..., 1] = ids  # label-1 logit = token id: lets the test recognise each sequence
@@ -170,6 +171,107 @@ def test_token_budget_and_request_cap_split_batches_fifo() -> None:
         assert [p[0].argmax() for p in result.probs] == [1] * 5
         batches = [c.shape[0] for c in runtime.calls[1:]]
         assert batches == [2, 2, 1]  # ([1,1],[2,2]) tokens 4; ([3],[4]) cap 2; ([5])
+        await batcher.stop()
+
+    run(scenario)
+
+
+def token_ids(probs: list[np.ndarray]) -> list[list[int]]:
+    """The token ids a job's probabilities were computed from (the runtime's label-1 logit is the
+    token id and the others are 0, so log(p1 / p0) gives it back), one list per sequence."""
+    return [np.rint(np.log(p[:, 1] / p[:, 0])).astype(int).tolist() for p in probs]
+
+
+def test_split_job_beside_other_jobs_gets_its_own_probabilities_in_order() -> None:
+    """Four jobs queued together under an 8-token budget: the 6-sequence job is split over two
+    batches, the first shared with the job before it, the second with the job after it; every
+    job gets back the probabilities of its own sequences, in its order, though each batch is
+    sorted by length, and the batches follow the queue's order (FIFO)."""
+
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime, max_batch_tokens=8)
+        batcher.start()  # the worker runs at the first await: all four jobs are queued by then
+        jobs = {
+            "a": [seq(11, 11)],
+            "split": [seq(21, 21, 21), seq(22), seq(23, 23), seq(24, 24, 24), seq(25), seq(26, 26)],
+            "b": [seq(31, 31), seq(32)],
+            "c": [seq(41, 41, 41)],
+        }
+        futures = {name: batcher.submit(sequences) for name, sequences in jobs.items()}
+        results = dict(zip(futures, await asyncio.gather(*futures.values()), strict=True))
+        for name, sequences in jobs.items():
+            assert token_ids(results[name].probs) == [list(s.ids) for s in sequences], name
+        # Batch 1: a + split[0:3] (2+3+1+2 = 8 tokens); batch 2: split[3:6] + b[0] (3+1+2+2);
+        # batch 3: b[1] + c. Each batch is one call (cheapest for so few tokens), rows by length.
+        assert [c.tolist() for c in runtime.calls] == [
+            [[22, 0, 0], [11, 11, 0], [23, 23, 0], [21, 21, 21]],
+            [[25, 0, 0], [26, 26, 0], [31, 31, 0], [24, 24, 24]],
+            [[32, 0, 0], [41, 41, 41]],
+        ]
+        assert {name: r.batch_size for name, r in results.items()} == {"a": 4, "split": 4, "b": 4, "c": 2}
+        assert batcher.queue_depth == 0
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_small_job_behind_a_256_text_job_runs_in_the_big_jobs_last_batch() -> None:
+    """Head-of-line: a 1-text job queued behind a 256-text job waits for the batches that hold
+    the big job's earlier texts (FIFO: it never overtakes them) and no longer: it runs in the
+    batch that takes the big job's last texts, as does a job that arrives while the first batch
+    runs. With a 100-sequence cap: batches of 100, 100 and 56 + 2."""
+
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime, max_batch_tokens=1000, max_batch_requests=100)
+        batcher.start()
+        runtime.gate.clear()
+        big = batcher.submit([seq(1, 1, 1, 1)] * 256)
+        small = batcher.submit([seq(7, 7)])
+        await until(runtime.entered.is_set)  # the first batch is running
+        later = batcher.submit([seq(8, 8)])
+        runtime.gate.set()
+        big_result, small_result, later_result = await asyncio.gather(big, small, later)
+        assert [c.shape for c in runtime.calls] == [(100, 4), (100, 4), (58, 4)]
+        assert all((c == 1).all() for c in runtime.calls[:2])  # only the big job's texts
+        assert runtime.calls[2][:2].tolist() == [[7, 7, 0, 0], [8, 8, 0, 0]]
+        assert (runtime.calls[2][2:] == 1).all()
+        assert token_ids(small_result.probs) == [[7, 7]] and token_ids(later_result.probs) == [[8, 8]]
+        assert token_ids(big_result.probs) == [[1, 1, 1, 1]] * 256
+        assert small_result.batch_size == later_result.batch_size == 58
+        assert big_result.batch_size == 100
+        await batcher.stop()
+
+    run(scenario)
+
+
+def test_failed_first_batch_of_a_split_job_fails_that_job_only() -> None:
+    """The first batch of a job split over two fails: the job fails with InferenceFailed and its
+    remaining sequence is dropped unrun (the failed job is removed from the queue head); the jobs
+    queued behind it run in the next batches and succeed."""
+
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        runtime.fail_calls = {1}
+        batcher = make(runtime, max_batch_tokens=4)
+        batcher.start()
+        split = batcher.submit([seq(21, 21), seq(22, 22), seq(23, 23)])  # 6 tokens: 4 + 2
+        b = batcher.submit([seq(31, 31), seq(32, 32)])
+        c = batcher.submit([seq(41)])
+        outcome, b_result, c_result = await asyncio.gather(split, b, c, return_exceptions=True)
+        assert isinstance(outcome, InferenceFailed)
+        assert str(outcome) == "inference failed on the concepts model (RuntimeError)"
+        assert isinstance(b_result, JobResult) and isinstance(c_result, JobResult)
+        assert token_ids(b_result.probs) == [[31, 31], [32, 32]] and token_ids(c_result.probs) == [[41]]
+        # [23, 23] never ran: the failed batch, then b (4 tokens: c does not fit), then c.
+        assert [call.tolist() for call in runtime.calls] == [
+            [[21, 21], [22, 22]],
+            [[31, 31], [32, 32]],
+            [[41]],
+        ]
+        assert batcher.queue_depth == 0
+        assert rejected(batcher, "client_disconnected") == 0  # a failed job is not a departed client
         await batcher.stop()
 
     run(scenario)
