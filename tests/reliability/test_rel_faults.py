@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import signal
 import socket
@@ -220,6 +221,64 @@ def test_disconnected_client_is_not_run(shared_service: Service) -> None:
     ]
 
 
-def test_faults_report(report: Report) -> None:
-    for title, lines in RESULTS.items():
-        report.add("Faults: " + title, *lines)
+# The one report row each fault test writes once its checks pass: its section, and the pieces
+# (regular expressions) the row must contain, outcomes included.
+REPORT_ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "test_corrupt_model_and_manifest_at_start_up": (
+        "corrupt artifacts",
+        (
+            r"^- Flipped byte in the served `model(\.int8)?\.onnx` \+ manifest cut in half: ",
+            r"process up \(pid unchanged\), `/health` 200, `/ready` 503: `",
+            r"concepts: \S+\.onnx: sha256 does not match the manifest",
+            r"acronyms: \S+manifest\.json: unreadable manifest",
+        ),
+    ),
+    "test_garbage_onnx_with_matching_checksum": (
+        "corrupt artifacts",
+        (
+            r"^- Garbage `model(\.int8)?\.onnx` with a matching checksum: process up, `/ready` 503: `",
+            r"concepts: /",
+            r"`; `/acronyms` still 200\.$",
+        ),
+    ),
+    "test_sigterm_under_load": (
+        "SIGTERM under load",
+        (
+            r"^- 16 requests of 16 x 2,000-character texts in flight; SIGTERM; ",
+            r"a new connection refused [0-9.]+ ms later \(with \d+ requests still running\); ",
+            r"all 16 in-flight requests answered 200; exit status 0 [0-9.]+ s after the signal\.$",
+        ),
+    ),
+    "test_disconnected_client_is_not_run": (
+        "client disconnect",
+        (
+            r"^- 5 clients sent a request queued behind a heavy one and closed the connection: ",
+            r'`aligntag_requests_total\{status="499"\}` \+5, ',
+            r'`aligntag_rejected_requests_total\{reason="client_disconnected"\}` \+5 \(never run\)\.$',
+        ),
+    ),
+}
+
+
+def test_faults_report(report: Report, request: pytest.FixtureRequest) -> None:
+    """Every fault test of this session that ran before this one wrote its row (a missing row
+    means its test failed), each row states the outcome its test asserted, and the rows reach
+    the report under "Faults: <section>"."""
+    names = [item.name for item in request.session.items if item.module is request.module]
+    ran = names[: names.index(request.node.name)]
+    assert set(ran) <= set(REPORT_ROWS), (
+        f"fault tests with no expected report row: {set(ran) - set(REPORT_ROWS)}"
+    )
+    expected: dict[str, list[tuple[str, ...]]] = {}
+    for name in ran:
+        section, pieces = REPORT_ROWS[name]
+        expected.setdefault(section, []).append(pieces)
+    assert sorted(RESULTS) == sorted(expected), "sections written / expected"
+    for section, rows in expected.items():
+        lines = RESULTS[section]
+        assert len(lines) == len(rows), (section, lines)
+        for pieces in rows:  # in any order: either corrupt-artifact test may run alone
+            assert any(all(re.search(p, line) for p in pieces) for line in lines), (section, pieces, lines)
+    for section, lines in RESULTS.items():
+        report.add("Faults: " + section, *lines)
+        assert report.sections["Faults: " + section][-len(lines) :] == lines
