@@ -291,6 +291,69 @@ def test_ddp_pretraining_on_two_cpu_processes(
     assert np.isfinite(summary["final_train_losses"]["loss"])
 
 
+def test_pretraining_recipes_get_equal_compute(
+    tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both recipes pretrained by the build's own `pretrain` command on the tiny build's corpus,
+    tokenizer and token streams: their summaries agree on steps, batch, window, masking, seed,
+    model and world size (the settings differ in the recipe only), and the two training loops
+    consumed the same batches step for step: the same windows, attention masks, MLM masks and
+    features, hence the same tokens seen and masked. Only the loss differs."""
+    import model_build.pretrain as pretrain_module
+    from model_build.__main__ import main
+    from model_build.model import IGNORE
+
+    tiny = get_config("tiny").pretrain
+    work = tmp_path / "work"
+    shutil.copytree(tiny_build_dir / "work", work, ignore=shutil.ignore_patterns("pretrain-*", "finetune-*"))
+    real_make_batch = pretrain_module.make_batch
+    seen: dict[str, list[dict]] = {"aligned": [], "mlm": []}
+
+    def recording_make_batch(stream, cfg, step, rank, vocab_size):  # type: ignore[no-untyped-def]
+        batch = real_make_batch(stream, cfg, step, rank, vocab_size)
+        if cfg.seed == tiny.seed:  # a training batch (the held-out losses use seed + 7919)
+            record = {k: hashlib.sha256(v.numpy().tobytes()).hexdigest() for k, v in batch.items()}
+            record.update(
+                step=step,
+                rank=rank,
+                shape=tuple(batch["input_ids"].shape),
+                tokens=int(batch["attention_mask"].sum()),
+                masked=int((batch["mlm_labels"] != IGNORE).sum()),
+            )
+            seen[cfg.recipe].append(record)
+        return batch
+
+    monkeypatch.setattr(pretrain_module, "make_batch", recording_make_batch)
+    summaries = {}
+    for recipe in ("aligned", "mlm"):
+        args = ["pretrain", "--config", "tiny", "--recipe", recipe]
+        assert main([*args, "--data-dir", str(labelled_data_dir), "--work-dir", str(work)]) == 0
+        (path,) = work.glob(f"pretrain-{recipe}-*/pretrain.json")
+        summaries[recipe] = json.loads(path.read_text())
+
+    aligned, mlm = summaries["aligned"], summaries["mlm"]
+    assert aligned["objectives"] == ["mlm", "concepts", "acronyms"] and mlm["objectives"] == ["mlm"]
+    assert aligned["steps"] == mlm["steps"] == tiny.steps
+    assert aligned["world_size"] == mlm["world_size"] == 1
+    assert aligned["model_config"] == mlm["model_config"] and aligned["parameters"] == mlm["parameters"]
+    assert (aligned["config"]["recipe"], mlm["config"]["recipe"]) == ("aligned", "mlm")
+    for key in ("batch_size", "seq_len", "mask_prob", "seed", "rule_feature_dropout", "lr"):
+        assert aligned["config"][key] == mlm["config"][key] == getattr(tiny, key), key
+    assert {k: v for k, v in aligned["config"].items() if k != "recipe"} == {
+        k: v for k, v in mlm["config"].items() if k != "recipe"
+    }
+    # What the loops trained on: one batch a step, of batch x window, identical between the recipes.
+    batch, window = aligned["config"]["batch_size"], aligned["config"]["seq_len"]
+    for recipe, summary in summaries.items():
+        assert [r["step"] for r in seen[recipe]] == list(range(summary["steps"])), recipe
+        assert all(r["rank"] == 0 and r["shape"] == (batch, window) for r in seen[recipe]), recipe
+    assert seen["aligned"] == seen["mlm"]
+    tokens_seen = sum(r["tokens"] for r in seen["mlm"])
+    masked = sum(r["masked"] for r in seen["mlm"])
+    assert 0 < masked < tokens_seen <= tiny.steps * batch * window
+    assert aligned["final_train_losses"]["loss"] != mlm["final_train_losses"]["loss"]
+
+
 def test_experiment_writes_report_results_and_plot(
     tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path
 ) -> None:
