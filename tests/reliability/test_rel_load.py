@@ -9,6 +9,9 @@ arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the ser
 - accepted requests keep a bounded latency (p99 reported and bounded);
 - RSS stays bounded (peak during the burst vs before);
 - after the burst, the latency of sequential requests is back to normal within seconds.
+With 1 text a request the HTTP layer saturates before the model, the excess waits in socket
+buffers and the queue rarely fills; there the bounds are relative to this run's saturation rate:
+accepted p99 and recovery within the time the whole burst takes at half that rate.
 
 Soak: `Mode.soak_requests` (2,000 in CI, 50,000 in full mode) mixed requests (both endpoints,
 single texts, 8-text batches, a 2,000-word document, non-ASCII, empty, `min_score`, and a share
@@ -83,8 +86,11 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
                                 tmp_path: Path, texts_per_request: int) -> None:  # fmt: skip
     """8 texts a request: the model is the bottleneck, the queue fills, and every target holds.
     1 text a request: the HTTP layer (one event loop) saturates before the model does; the excess
-    waits in socket buffers, where no queue limit can refuse it. Checked: only 200/503, RSS bounded,
-    eventual recovery; the latency and recovery figures are reported, not asserted."""
+    waits in socket buffers, where no queue limit can refuse it, so latency is bounded by the
+    backlog, not by the queue. Checked: only 200/503, RSS bounded, and, against figures of this
+    same run (no absolute time), that the burst's requests are served at no less than half the
+    closed-loop saturation rate (accepted p99 and recovery within the time the whole burst takes
+    at that rate) and that sequential latency after recovery is back to the baseline's."""
     port = load_service.port
     k = texts_per_request
     bodies = [
@@ -127,6 +133,8 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     refusal_ms = [s.latency * 1000 for s in refusals]
     accepted_ms = [t * 1000 for t in accepted]
     after = sequential_ms(port, probe, 100)
+    # The time the whole burst takes to serve at half the saturation rate measured above.
+    drain_at_half_rate = 2 * len(run.samples) / saturation.rps
     figures = {
         "texts per request": k,
         "baseline sequential p50 / p99 ms (1 text)": f"{base_p50:.2f} / {base_p99:.2f}",
@@ -150,13 +158,17 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
             f"{recovered_at:.2f}" if recovered_at is not None else "not within 60 s"
         ),
         "sequential p50 after recovery ms": f"{percentile(after, 50):.2f}",
+        "burst served at half the saturation rate s (1 text: bound of accepted p99 and recovery)": (
+            f"{drain_at_half_rate:.1f}"
+        ),
     }
     title = f"Overload: 3x saturation for {mode.overload_seconds:g} s, {k} text(s) a request"
     why = (
         "the model is the bottleneck: the queue fills and the excess is refused"
         if k > 1
         else "the HTTP layer (one event loop) saturates before the model: the excess waits in socket "
-        "buffers, where no queue limit can refuse it; latency and recovery are reported, not asserted"
+        "buffers, where no queue limit can refuse it; latency and recovery are bounded by the time "
+        "the whole burst takes at half the saturation rate"
     )
     report.add(title, f"`ALIGNTAG_MAX_QUEUE={MAX_QUEUE}`; {why}.", "")
     report.table(title, ["figure", "value"], [[name, v] for name, v in figures.items()])
@@ -166,6 +178,8 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     assert rss.peak < rss_before + 150, f"RSS grew from {rss_before:.0f} to {rss.peak:.0f} MB"
     assert recovered_at is not None, f"no recovery within 60 s: {probes[-10:]}"
     assert rel_helpers.server_errors(port, allowed=("503",)) == 0
+    # After recovery the service answers as before the burst (the recovery probe's own threshold).
+    assert percentile(after, 50) <= normal, f"sequential p50 {percentile(after, 50):.2f} ms > {normal:.2f} ms"
     if k > 1:
         assert refusals, "nothing was refused at 3x saturation: the queue never filled"
         # Bounds generous enough for a shared 2-core CI machine; the report has the figures.
@@ -175,6 +189,18 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
         )
         assert percentile(accepted_ms, 99) < 10_000, "accepted requests waited more than 10 s"
         assert recovered_at < 10, f"recovery took {recovered_at:.1f} s: {probes[-10:]}"
+    else:
+        # The excess waits in socket buffers instead of being refused, so nearly every request of
+        # the burst is served; served at no less than half the saturation rate, the whole burst is
+        # done within `drain_at_half_rate` seconds of its start: no request waits longer, and the
+        # backlog is gone by then.
+        assert percentile(accepted_ms, 99) < 1000 * drain_at_half_rate, (
+            f"accepted p99 {percentile(accepted_ms, 99):.0f} ms: the burst of {len(run.samples)} requests "
+            f"was served at less than half the saturation rate ({saturation.rps:.0f} req/s)"
+        )
+        assert recovered_at < drain_at_half_rate, (
+            f"recovery took {recovered_at:.1f} s (> {drain_at_half_rate:.1f} s): {probes[-10:]}"
+        )
 
 
 def soak_requests(pool: list[str]) -> list[dict[str, Any]]:
