@@ -6,12 +6,7 @@ Starts the service on the artifact directory, posts every dev text to it as a cl
 (`bench.quality`), scores the answers with the build's scorer and writes the rows of `--variant`
 into `<out>/results.json` (rows `{task, dataset, variant, metric, value}`; rows of other variants
 already there are kept, so an ablation build adds its rows with its own `--variant no-<part>`).
-The rule baselines are scored on the same dev files every time:
-
-- `rule-matcher`: the Schwartz–Hearst matcher alone; `rule-matcher+caps`: plus the all-caps rule
-  (what the served acronym model reads as an input feature);
-- `rule-content-runs`: every run of content words between function words and punctuation (the
-  candidate rule of RAKE; what the concept model reads as an input feature).
+The rule baselines (`textfeatures.rules`) are scored on the same dev files every time.
 
 Metrics: `sdu-macro-f1` (acronyms) / `micro-f1` (concepts) with their `precision` and `recall`
 over all spans of the answer; for acronyms also over the `acronyms` list (`list-*`), and the
@@ -31,30 +26,10 @@ from pathlib import Path
 from bench import servers
 from bench.inputs import data_dir
 from bench.quality import DEV_SETS, ScoredSpan, served_answers
+from textfeatures.rules import RULE_BASELINES, rule_spans
 
 THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 HEADLINE = {"acronyms": "sdu-macro-f1", "concepts": "micro-f1"}
-
-
-def rule_spans(rule: str, text: str) -> list[ScoredSpan]:
-    from textfeatures.acronyms import label_acronyms
-    from textfeatures.features import phrase_tags
-    from textfeatures.words import split_words
-
-    if rule in ("rule-matcher", "rule-matcher+caps"):
-        spans, _ = label_acronyms(text, caps_rule=rule.endswith("caps"))
-        return [(s, e, label, 1.0) for s, e, label in spans]
-    words = split_words(text)
-    out: list[ScoredSpan] = []
-    for (start, end), tag in zip(words, phrase_tags(text, words), strict=True):
-        if tag == 4 and out:  # inside a run of content words
-            out[-1] = (out[-1][0], end, "concept", 1.0)
-        elif tag == 3:
-            out.append((start, end, "concept", 1.0))
-    return out
-
-
-RULES = {"acronyms": ("rule-matcher", "rule-matcher+caps"), "concepts": ("rule-content-runs",)}
 
 
 def metric_rows(task: str, dataset: str, variant: str, records: list[dict], preds: list[list]) -> list[dict]:
@@ -118,8 +93,8 @@ def threshold_rows(task: str, dataset: str, records: list[dict], preds: list[lis
 def rule_rows() -> list[dict]:
     rows: list[dict] = []
     for task, _, dataset, records in dev_sets():
-        for rule in RULES[task]:
-            preds = [rule_spans(rule, r["text"]) for r in records]
+        for rule in RULE_BASELINES[task]:
+            preds = [[(*span, 1.0) for span in rule_spans(rule, r["text"])] for r in records]
             rows += metric_rows(task, dataset, rule, records, preds)
     return rows
 

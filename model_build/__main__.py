@@ -43,19 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     common(p_pre)
     p_pre.add_argument("--recipe", default="aligned", choices=["aligned", "mlm"])
 
-    p_exp = sub.add_parser("experiment", help="aligned vs mlm x N examples x seeds -> reports/experiment/")
-    common(p_exp)
-    p_exp.add_argument("--report-dir", type=Path, default=Path("reports/experiment"))
-    p_exp.add_argument(
-        "--sizes",
-        type=lambda s: tuple(int(x) for x in s.split(",")),
-        default=None,
-        help="comma-separated finetuning sizes N (default 0,50,200,1000)",
+    p_exp = sub.add_parser(
+        "experiment", help="mlm / aligned-transfer / aligned x N x seeds -> reports/experiment/"
     )
-    p_exp.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
-    p_exp.add_argument("--workers", type=int, default=None, help="parallel finetuning processes (default 2)")
-    p_exp.add_argument("--eval-max-examples", type=int, default=None, help="cap on dev examples scored")
-    p_exp.add_argument("--second-sets", action="store_true", help="also sdu22-sci and scienceie")
+    p_exp.add_argument("--preset", choices=["gpu", "cpu"], default=None, help="default: gpu if one is found")
+    p_exp.add_argument("--data-dir", type=Path, default=None)
+    p_exp.add_argument("--work-dir", type=Path, default=Path("build/experiment"))
+    p_exp.add_argument("--report-dir", type=Path, default=Path("reports/experiment"))
+    p_exp.add_argument("--workers", type=int, default=None, help="parallel runs (default: the preset's)")
+    p_exp.add_argument(
+        "--config", default=None, choices=sorted(CONFIGS), help="architecture (default: small)"
+    )
+    p_exp.add_argument(
+        "--ablation-config",
+        default=None,
+        help="its twin without input features, or 'none' (default: small-no-features)",
+    )
+    p_exp.add_argument("--report-only", action="store_true", help="rewrite the report from the saved runs")
+    p_exp.add_argument(
+        "--deadline-minutes", type=float, default=None, help="start no finetuning run after this long"
+    )
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -77,24 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "experiment":
         from dataclasses import replace
 
-        from model_build.experiment import ExperimentConfig, run_experiment
+        from model_build.experiment import PRESETS, report_from_saved, run_experiment
 
-        exp = ExperimentConfig()
-        overrides = {
-            "sizes": args.sizes,
-            "workers": args.workers,
-            "eval_max_examples": args.eval_max_examples,
-            "seeds": tuple(range(args.seeds)) if args.seeds else None,
-        }
-        exp = replace(exp, **{k: v for k, v in overrides.items() if v is not None})
-        if args.second_sets:
-            exp.datasets["acronyms"].append(
-                ("acronyms/sdu22-sci-train.jsonl", "acronyms/sdu22-sci-dev.jsonl")
+        exp = PRESETS[args.preset or ("gpu" if torch.cuda.is_available() else "cpu")]
+        if args.workers:
+            exp = replace(exp, workers=args.workers)
+        if args.config:
+            exp = replace(exp, config=args.config)
+        if args.ablation_config:
+            exp = replace(
+                exp, ablation_config=None if args.ablation_config == "none" else args.ablation_config
             )
-            exp.datasets["concepts"].append(
-                ("concepts/scienceie-train.jsonl", "concepts/scienceie-dev.jsonl")
-            )
-        run_experiment(args.config, data_dir, work_dir, args.report_dir, exp)
+        if args.report_only:
+            report_from_saved(exp, data_dir, args.work_dir, args.report_dir)
+        else:
+            deadline = None if args.deadline_minutes is None else args.deadline_minutes * 60
+            run_experiment(exp, data_dir, args.work_dir, args.report_dir, deadline)
         print(f"report: {args.report_dir / 'report.md'}")
         return 0
     from model_build.pipeline import Stages
@@ -113,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if dist.get_rank() == 0:
             stages.prepare_pretraining_data()
         dist.barrier()
-    corpus_dir, corpus_fp = stages.corpus()
-    tokenizer_path, tokenizer_fp = stages.tokenizer(corpus_dir, corpus_fp)
-    checkpoint, summary = stages.pretrain(corpus_dir, tokenizer_path, tokenizer_fp, args.recipe)
+    checkpoint, summary = stages.pretrain(stages.pretraining_text(), args.recipe)
     if distributed and dist.get_rank() != 0:
         return 0
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2, default=str))

@@ -70,7 +70,7 @@ class FinetuneConfig:
     warmup_fraction: float = 0.1
     min_steps: int = 0  # small N: more epochs until at least this many optimizer steps (max 50 epochs)
     selection_fraction: float = 0.1  # share of the N examples held out for model selection
-    patience: int = 2  # stop after this many epochs without a better selection score
+    patience: int = 2  # stop after this many epochs without a better selection score (past min_steps)
     dropout: float = 0.1
     eval_max_examples: int | None = None  # None = the whole dev file
     seed: int = 0

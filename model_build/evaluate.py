@@ -23,15 +23,14 @@ LogitsFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def torch_logits_fn(tagger: Tagger) -> LogitsFn:
+    """Logits of the tagger on whatever device its parameters are (CPU here; a GPU in experiments)."""
     tagger.eval()
+    device = next(tagger.parameters()).device
 
     def run(ids: np.ndarray, mask: np.ndarray, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return (
-                tagger(torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(features))
-                .float()
-                .numpy()
-            )
+            inputs = (torch.from_numpy(a).to(device) for a in (ids, mask, features))
+            return tagger(*inputs).float().cpu().numpy()
 
     return run
 

@@ -1,15 +1,26 @@
-"""The paper's comparison on public data: `aligned` vs `mlm` pretraining, few-example finetuning.
+"""The paper's claim, measured: three pretraining arms at equal compute, few-example finetuning.
 
-Both recipes are pretrained with the same data, steps, batch and sequence length; then each task
-head is finetuned on N examples (N in `sizes`, several seeds) drawn from a labelled training file
-and scored on its dev file. N=0 is zero-shot: the pretrained head as it is (only meaningful for
-`aligned`; for `mlm` the head is untrained). The rule-based acronym matcher of the corpus stage is
-a reference row. Every finished run is saved at once under `<work>/experiment/runs/`, so an
-interrupted experiment resumes where it stopped; the report is rebuilt from the saved runs. A
-saved run carries the fingerprint of its pretraining and settings and is redone when they change.
+Arms (`ARMS`), all with the same steps, batch, window length, masking rate and tokenizer:
 
-Outputs: `reports/experiment/report.md`, `results.json` (rows {task, dataset, recipe, config, n,
-seed, metric, value}, values in percent) and `learning_curves.png`.
+- `mlm`: masked-LM alone, on the external corpora (FOLDOC, Jargon, wikitext);
+- `aligned-transfer`: MLM plus the aligned objectives (link spans -> concepts, rule-found
+  acronyms), on the same external corpora: the same batches and masks as `mlm`, and no text of
+  any labelled file (the tokenizer, too, is trained on the external corpora only);
+- `aligned`: the aligned objectives on the external corpora plus the unlabelled text of the
+  labelled training files, weak-labelled (self-training on in-domain silver labels). Dev and test
+  text never enter pretraining.
+
+Each arm is pretrained with several seeds, for the served default architecture (`config`) and for
+its twin without the weak-labeller input features (`ablation_config`). Each checkpoint is then
+finetuned on N examples of each task's training files (every N, several seeds, early stopping on
+the held-out slice of the N examples, the same maximum budget for every arm) and scored on dev,
+document by document, so that `model_build.experiment_report` can bootstrap over dev documents
+and seeds. N=0 is zero-shot: the pretrained head as it is (aligned arms only).
+
+Every finished run is saved at once under `<work>/experiment/runs/` with the fingerprint of what
+it depends on (settings, data and the code of its stages), so an interrupted experiment resumes
+where it stopped, and a change to the code of a stage redoes the runs it made. A `deadline`
+stops starting new runs (a device lent for minutes); the report says how many planned runs ran.
 """
 
 from __future__ import annotations
@@ -17,364 +28,426 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from model_build.atomic import write_text_atomically
+from model_build.codeversion import code_version
 from model_build.config import BuildConfig, as_dict, default_data_dir, fingerprint, get_config
 
-RECIPES = ("aligned", "mlm")
+# arm -> (pretraining recipe, corpus)
+ARMS: dict[str, tuple[str, str]] = {
+    "mlm": ("mlm", "transfer"),
+    "aligned-transfer": ("aligned", "transfer"),
+    "aligned": ("aligned", "full"),
+}
+# The code each kind of run depends on (part of its fingerprint).
+FINETUNE_CODE = (
+    "model_build.experiment",
+    "model_build.finetune",
+    "model_build.evaluate",
+    "model_build.data",
+    "model_build.model",
+    "model_build.spanmetrics",
+    "model_build.schedule",
+    "textfeatures",
+)
+DATASETS: dict[str, list[tuple[str, str]]] = {
+    "acronyms": [
+        ("acronyms/sdu21-train.jsonl", "acronyms/sdu21-dev.jsonl"),
+        ("acronyms/sdu22-sci-train.jsonl", "acronyms/sdu22-sci-dev.jsonl"),
+    ],
+    "concepts": [
+        ("concepts/inspec-train.jsonl", "concepts/inspec-dev.jsonl"),
+        ("concepts/scienceie-train.jsonl", "concepts/scienceie-dev.jsonl"),
+    ],
+}
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    config: str = "small"  # the served default architecture
+    ablation_config: str | None = "small-no-features"  # the same without the input features
     sizes: tuple[int, ...] = (0, 50, 200, 1000)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    single_seed_from: int = 1000  # N at or above this runs one seed only
-    # task -> list of (train file, dev file), relative to the data directory
-    datasets: dict[str, list[tuple[str, str]]] = field(
-        default_factory=lambda: {
-            "acronyms": [("acronyms/sdu21-train.jsonl", "acronyms/sdu21-dev.jsonl")],
-            "concepts": [("concepts/inspec-train.jsonl", "concepts/inspec-dev.jsonl")],
-        }
-    )
-    # Few-example schedule: at least one pass over the N examples and at least `min_steps`
-    # optimizer steps (small N gets more epochs). Sized so the whole grid fits a 2-core CPU.
-    min_steps: int = 80
-    epochs: int = 1
-    batch_size: int = 16
+    ablation_sizes: tuple[int, ...] = (0, 200)  # N at which the ablation architecture is finetuned
+    seeds: tuple[int, ...] = (0, 1, 2)  # finetuning seeds (the N examples drawn, the head's init)
+    pretrain_seeds: tuple[int, ...] = (0, 1)
+    pretrain_steps: int | None = None  # None = the config's
+    finetune_min_steps: int | None = None  # None = the config's
+    finetune_max_steps: int | None = None
+    datasets: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: dict(DATASETS))
     eval_max_examples: int | None = None
     workers: int = 2
+    bootstrap: int = 1000
 
 
-def _run_one(job: dict) -> dict:
-    """One finetune + dev evaluation, in a worker process with its own thread budget."""
+# `gpu`: the served settings unchanged (one H200 with 16 cores: ~10 minutes).
+# `cpu`: cut so the grid fits about 2.5 hours on 2 cores: pretraining at 0.93 s a step (256x4,
+# 32 x 128 tokens, measured), finetuning capped at 150 steps (~0.3 s each) plus ~15 s of
+# evaluation a run: 12 pretrainings x 150 steps (~28 min) and 108 finetuning runs (~110 min).
+PRESETS: dict[str, ExperimentConfig] = {
+    "gpu": ExperimentConfig(workers=12),
+    "cpu": ExperimentConfig(
+        pretrain_steps=150,
+        finetune_min_steps=100,
+        finetune_max_steps=150,
+        ablation_sizes=(),
+        datasets={task: pairs[:1] for task, pairs in DATASETS.items()},
+        workers=2,
+    ),
+}
+
+
+def _threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def _device() -> Any:
     import torch
 
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# The runs (each in a worker process: spawned, not forked, since a fork of a process whose OpenMP
+# threads have run can deadlock).
+
+
+def _pretrain_run(job: dict) -> dict:
+    import numpy as np
+    import torch
+
+    from model_build.pretrain import pretrain
+
     torch.set_num_threads(job["threads"])
+    streams = {split: dict(np.load(path)) for split, path in job["streams"].items()}
+    if len(streams["valid"]["ids"]) < job["pretrain_cfg"].seq_len:
+        streams["valid"] = streams["train"]  # a tiny corpus may put nothing in valid
+    return pretrain(
+        job["model_cfg"], job["pretrain_cfg"], streams["train"], streams["valid"], Path(job["out_dir"]),
+        data_fp=job["data_fp"],
+    )  # fmt: skip
+
+
+def _finetune_run(job: dict) -> dict:
+    """One finetune (none at N=0) + dev evaluation; per-document span counts for the bootstrap."""
+    import torch
+
     from model_build.checkpoint import load_encoder
     from model_build.data import read_span_file
-    from model_build.evaluate import dev_scores_torch
+    from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
     from model_build.finetune import finetune
+    from model_build.model import TASK_LABELS, Tagger
+    from model_build.spanmetrics import document_counts
     from model_build.tokenizer import load_tokenizer
 
+    torch.set_num_threads(job["threads"])
     t0 = time.perf_counter()
+    device = _device()
     encoder, _ = load_encoder(Path(job["checkpoint"]))
+    tokenizer = load_tokenizer(Path(job["tokenizer"]))
     data_dir = Path(job["data_dir"])
     dev = read_span_file(data_dir / job["dev"], job["eval_max_examples"])
     ft_cfg = job["finetune_cfg"]
+    task, labels = job["task"], TASK_LABELS[job["task"]]
     finetuned: dict[str, Any] = {}
     if job["n"] == 0:
-        model = encoder
+        model = encoder.to(device)
     else:
         train = read_span_file(data_dir / job["train"])
         model, summary = finetune(
             encoder,
-            job["recipe"],
-            job["task"],
+            job["pretrain_recipe"],
+            task,
             train,
-            load_tokenizer(Path(job["tokenizer"])),
+            tokenizer,
             ft_cfg,
             n_examples=job["n"],
+            device=device,
         )
-        # Kept so a reader can tell an undertrained run (selection score still rising at the
-        # last epoch) from a converged one.
+        # Kept so a reader can tell an undertrained run (best at the last epoch) from a converged one.
         finetuned = {
-            k: summary[k]
-            for k in ("steps", "history", "best_selection_score", "selection_examples", "label_offsets")
+            k: summary[k] for k in ("steps", "history", "best_selection_score", "selection_examples")
         }
-    scores = dev_scores_torch(model, job["task"], load_tokenizer(Path(job["tokenizer"])), dev, ft_cfg.seq_len)
-    result = {k: job[k] for k in ("task", "dataset", "recipe", "config", "n", "seed")}
-    result["metrics"] = scores["metrics"]
-    result["headline"] = scores["headline"]
-    result["finetune"] = finetuned
-    result["fingerprint"] = job["fingerprint"]
-    result["seconds"] = round(time.perf_counter() - t0, 1)
-    out = Path(job["out"])
-    write_text_atomically(out, json.dumps(result))
+    preds, _ = predict_spans(
+        [r["text"] for r in dev], tokenizer, torch_logits_fn(Tagger(model, task)), labels, ft_cfg.seq_len
+    )
+    kinds = sorted({name.split("-", 1)[1] for name in labels if name != "O"})
+    gold = [{(s, e, lab) for s, e, lab in r["spans"]} for r in dev]
+    pred = [{(s, e, lab) for s, e, lab, *_ in spans} for spans in preds]
+    metrics = score(dev, preds, labels)
+    result = {k: job[k] for k in ("task", "dataset", "arm", "config", "n", "seed", "pretrain_seed")}
+    result.update(
+        metrics=metrics,
+        headline=headline(task, metrics),
+        labels=kinds,
+        # [document][label] -> [tp, fp, fn], labels in `labels` order
+        counts=[[c[k] for k in kinds] for c in document_counts(gold, pred, kinds)],
+        finetune=finetuned,
+        fingerprint=job["fingerprint"],
+        device=str(device),
+        seconds=round(time.perf_counter() - t0, 1),
+    )
+    write_text_atomically(Path(job["out"]), json.dumps(result))
     return result
 
 
-def _saved_fingerprint(path: Path) -> str | None:
+def _saved(path: Path, fp: str) -> dict | None:
     try:
-        return json.loads(path.read_text()).get("fingerprint")
+        saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return saved if saved.get("fingerprint") == fp else None
 
 
-def rule_rows(data_dir: Path, datasets: list[tuple[str, str]]) -> list[dict]:
-    """Reference rows: the corpus stage's matcher alone, and with the all-caps rule."""
-    from model_build.corpus.acronyms import score_file
+def _run_pool(
+    fn: Callable[[dict], dict], jobs: list[dict], workers: int, deadline: float | None, desc: str
+) -> Iterator[dict]:
+    """Results of `fn` over `jobs` as they finish, at most `workers` at a time; after `deadline`
+    (a `time.monotonic()` value) no job is started."""
+    from tqdm import tqdm
 
-    rows = []
-    for _, dev in datasets:
-        path = data_dir / dev
-        if not path.exists():
-            continue
-        for recipe, caps_rule in (("rule-matcher", False), ("rule-matcher+caps", True)):
-            metrics = score_file(path, caps_rule=caps_rule)
-            rows.append(
-                {
-                    "task": "acronyms",
-                    "dataset": Path(dev).stem,
-                    "recipe": recipe,
-                    "n": 0,
-                    "seed": 0,
-                    "metrics": metrics,
-                    "headline": metrics["sdu_macro"]["f1"],
-                }
-            )
-    return rows
+    if not jobs:
+        return
+    pending = list(reversed(jobs))
+    running: set[Future] = set()
+    bar = tqdm(total=len(jobs), desc=desc, unit="run")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while pending or running:
+            while pending and len(running) < workers and (deadline is None or time.monotonic() < deadline):
+                running.add(pool.submit(fn, pending.pop()))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                bar.update(1)
+                yield future.result()
+    bar.close()
+    if pending:
+        print(f"{desc}: deadline reached, {len(pending)} of {len(jobs)} runs not started")
 
 
-def run_experiment(
-    config_name: str,
-    data_dir: Path | None = None,
-    work_dir: Path | None = None,
-    report_dir: Path = Path("reports/experiment"),
-    exp: ExperimentConfig | None = None,
+# ---------------------------------------------------------------------------------------------
+# The plan.
+
+
+@dataclass(frozen=True)
+class ArmData:
+    """What one arm's pretraining reads: its token streams (and their fingerprint)."""
+
+    corpus: str
+    streams: dict[str, str]
+    data_fp: str
+
+
+def prepare_data(cfg: BuildConfig, data_dir: Path, exp_dir: Path) -> tuple[dict[str, ArmData], Path, str]:
+    """Both corpora, the one tokenizer (trained on the transfer corpus) and every token stream."""
+    from model_build.pipeline import PretrainingText, Stages
+
+    transfer = Stages(
+        replace(cfg, corpus=replace(cfg.corpus, span_files=(), text_files=())), data_dir, exp_dir / "transfer"
+    )
+    full = Stages(cfg, data_dir, exp_dir / "full")
+    transfer_text = transfer.pretraining_text()
+    full_corpus_dir, full_corpus_fp = full.corpus()
+    texts = {
+        "transfer": (transfer, transfer_text),
+        "full": (full, replace(transfer_text, corpus_dir=full_corpus_dir, corpus_fp=full_corpus_fp)),
+    }
+    data: dict[str, ArmData] = {}
+    for corpus, (stages, text) in texts.items():
+        assert isinstance(text, PretrainingText)
+        stages.token_streams(text)
+        streams = {
+            split: str(stages.work_dir / f"tokens-{split}-{text.streams_fp}.npz")
+            for split in ("train", "valid")
+        }
+        data[corpus] = ArmData(corpus, streams, text.streams_fp)
+    return data, transfer_text.tokenizer_path, transfer_text.tokenizer_fp
+
+
+def pretrain_jobs(
+    exp: ExperimentConfig, data: dict[str, ArmData], vocab_size: int, exp_dir: Path
 ) -> list[dict]:
-    from model_build.pipeline import Stages
-
-    exp = exp or ExperimentConfig()
-    cfg: BuildConfig = get_config(config_name)
-    data_dir = data_dir or default_data_dir()
-    work_dir = work_dir or Path("build") / config_name
-    stages = Stages(cfg, data_dir, work_dir)
-    corpus_dir, corpus_fp = stages.corpus()
-    tokenizer_path, tokenizer_fp = stages.tokenizer(corpus_dir, corpus_fp)
-    checkpoints = {}
-    pretrain_summaries = {}
-    for recipe in RECIPES:
-        checkpoints[recipe], pretrain_summaries[recipe] = stages.pretrain(
-            corpus_dir, tokenizer_path, tokenizer_fp, recipe
-        )
-    runs_dir = work_dir / "experiment" / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    jobs: list[dict[str, Any]] = []
-    for task, pairs in exp.datasets.items():
-        for train, dev in pairs:
-            if not (data_dir / train).exists() or not (data_dir / dev).exists():
-                continue
-            for recipe in RECIPES:
-                for n in exp.sizes:
-                    seeds = exp.seeds[:1] if (n >= exp.single_seed_from or n == 0) else exp.seeds
-                    for seed in seeds:
-                        key = f"{task}-{Path(dev).stem}-{recipe}-n{n}-s{seed}"
-                        ft_cfg = replace(
-                            cfg.finetune,
-                            seed=seed,
-                            max_examples=n,
-                            batch_size=exp.batch_size,
-                            epochs=exp.epochs,
-                            min_steps=exp.min_steps,
-                        )
-                        jobs.append(
-                            {
-                                "task": task,
-                                "dataset": Path(dev).stem,
-                                "recipe": recipe,
-                                "config": cfg.name,
-                                "n": n,
-                                "seed": seed,
-                                "train": train,
-                                "dev": dev,
-                                "data_dir": str(data_dir),
-                                "checkpoint": str(checkpoints[recipe]),
-                                "tokenizer": str(tokenizer_path),
-                                "finetune_cfg": ft_cfg,
-                                "eval_max_examples": exp.eval_max_examples,
-                                "out": str(runs_dir / f"{key}.json"),
-                                # A saved run counts only for the same pretraining and settings.
-                                "fingerprint": fingerprint(
-                                    tokenizer_fp,
-                                    cfg.model,
-                                    cfg.pretrain,
-                                    recipe,
-                                    ft_cfg,
-                                    train,
-                                    dev,
-                                    exp.eval_max_examples,
-                                ),
-                                "threads": max(1, (os.cpu_count() or 1) // exp.workers),
-                            }
-                        )
-    todo = [j for j in jobs if _saved_fingerprint(Path(j["out"])) != j["fingerprint"]]
-    print(f"experiment {cfg.name}: {len(jobs)} runs, {len(jobs) - len(todo)} already done")
-    if todo:
-        from tqdm import tqdm
-
-        # Spawned, not forked: a fork of a process whose OpenMP threads have run can deadlock.
-        with ProcessPoolExecutor(
-            max_workers=exp.workers, mp_context=multiprocessing.get_context("spawn")
-        ) as pool:
-            for result in tqdm(
-                pool.map(_run_one, todo), total=len(todo), desc="finetune+eval runs", unit="run"
-            ):
-                tqdm.write(
-                    f"  {result['task']} {result['recipe']} n={result['n']} seed={result['seed']}: "
-                    f"{result['headline']:.1f} ({result['seconds']} s)"
+    """One pretraining per (architecture, arm, seed); every arm the same steps, batch and windows."""
+    jobs = []
+    for config_name in filter(None, (exp.config, exp.ablation_config)):
+        cfg = get_config(config_name)
+        model_cfg = replace(cfg.model, vocab_size=vocab_size)
+        for arm, (recipe, corpus) in ARMS.items():
+            for seed in exp.pretrain_seeds:
+                pre_cfg = replace(
+                    cfg.pretrain, recipe=recipe, seed=seed, steps=exp.pretrain_steps or cfg.pretrain.steps
                 )
-    results = [json.loads(Path(j["out"]).read_text()) for j in jobs]
-    results += rule_rows(data_dir, exp.datasets.get("acronyms", []))
-    write_report(results, cfg, exp, pretrain_summaries, report_dir)
+                jobs.append({
+                    "config": config_name, "arm": arm, "pretrain_seed": seed, "model_cfg": model_cfg,
+                    "pretrain_cfg": pre_cfg, "streams": data[corpus].streams, "data_fp": data[corpus].data_fp,
+                    "out_dir": str(exp_dir / f"pretrain-{config_name}-{arm}-p{seed}"),
+                    "threads": _threads(exp.workers),
+                })  # fmt: skip
+    return jobs
+
+
+def finetune_jobs(
+    exp: ExperimentConfig,
+    pretrained: dict[tuple[str, str, int], dict],
+    tokenizer: Path,
+    data_dir: Path,
+    runs_dir: Path,
+) -> list[dict]:
+    """Every (task, dataset, architecture, arm, pretraining seed, N, seed), in the order a deadline
+    should cut them: the least needed last."""
+    code = code_version(*FINETUNE_CODE)
+    jobs = []
+    for (config_name, arm, pseed), summary in pretrained.items():
+        cfg = get_config(config_name)
+        recipe = ARMS[arm][0]
+        sizes = exp.sizes if config_name == exp.config else exp.ablation_sizes
+        for task, pairs in exp.datasets.items():
+            for train, dev in pairs:
+                for n in sizes:
+                    if n == 0 and recipe == "mlm":
+                        continue  # an MLM-only head is untrained: no zero-shot figure
+                    for seed in exp.seeds[:1] if n == 0 else exp.seeds:
+                        ft_cfg = replace(
+                            cfg.finetune, seed=seed, max_examples=n,
+                            min_steps=exp.finetune_min_steps if exp.finetune_min_steps is not None else cfg.finetune.min_steps,
+                            max_steps=exp.finetune_max_steps or cfg.finetune.max_steps,
+                        )  # fmt: skip
+                        key = f"{Path(dev).stem}-{config_name}-{arm}-p{pseed}-n{n}-s{seed}"
+                        jobs.append({
+                            "task": task, "dataset": Path(dev).stem, "arm": arm, "pretrain_recipe": recipe,
+                            "config": config_name, "n": n, "seed": seed, "pretrain_seed": pseed,
+                            "train": train, "dev": dev, "data_dir": str(data_dir),
+                            "checkpoint": str(Path(summary["out_dir"]) / "final.pt"), "tokenizer": str(tokenizer),
+                            "finetune_cfg": ft_cfg, "eval_max_examples": exp.eval_max_examples,
+                            "out": str(runs_dir / f"{key}.json"),
+                            "fingerprint": fingerprint(summary["run_id"], ft_cfg, train, dev, exp.eval_max_examples, code),
+                            "threads": _threads(exp.workers),
+                        })  # fmt: skip
+    # N=200 first (the targets), with and without features, then zero-shot, N=50, N=1000.
+    order = {200: 0, 0: 1, 50: 2}
+    return sorted(
+        jobs, key=lambda j: (order.get(j["n"], 3), j["config"] != exp.config, j["seed"], j["pretrain_seed"])
+    )
+
+
+def rule_results(exp: ExperimentConfig, data_dir: Path) -> list[dict]:
+    """The rule baselines on the same dev files (`textfeatures.rules`), per document too."""
+    from model_build.data import read_span_file
+    from model_build.evaluate import headline, score
+    from model_build.model import TASK_LABELS
+    from model_build.spanmetrics import document_counts
+    from textfeatures.rules import RULE_BASELINES, rule_spans
+
+    results = []
+    for task, pairs in exp.datasets.items():
+        labels = TASK_LABELS[task]
+        kinds = sorted({name.split("-", 1)[1] for name in labels if name != "O"})
+        for _, dev in pairs:
+            records = read_span_file(data_dir / dev, exp.eval_max_examples)
+            gold = [{(s, e, lab) for s, e, lab in r["spans"]} for r in records]
+            for rule in RULE_BASELINES[task]:
+                preds = [rule_spans(rule, r["text"]) for r in records]
+                metrics = score(records, preds, labels)
+                counts = document_counts(gold, [set(p) for p in preds], kinds)
+                results.append({
+                    "task": task, "dataset": Path(dev).stem, "arm": rule, "config": "rule", "n": 0, "seed": 0,
+                    "pretrain_seed": 0, "metrics": metrics, "headline": headline(task, metrics), "labels": kinds,
+                    "counts": [[c[k] for k in kinds] for c in counts], "finetune": {},
+                })  # fmt: skip
     return results
 
 
-def result_rows(results: list[dict], config_name: str) -> list[dict]:
-    """Flatten to {task, dataset, recipe, config, n, seed, metric, value} rows (percent)."""
-    rows = []
-    for r in results:
-        base = {
-            "task": r["task"],
-            "dataset": r["dataset"],
-            "recipe": r["recipe"],
-            "config": config_name,
-            "n": r["n"],
-            "seed": r["seed"],
-        }
-        m = r["metrics"]
-        figures = {"micro_p": m["micro"]["p"], "micro_r": m["micro"]["r"], "micro_f1": m["micro"]["f1"]}
-        if r["task"] == "acronyms":
-            figures.update(
-                {
-                    "sdu_macro_p": m["sdu_macro"]["p"],
-                    "sdu_macro_r": m["sdu_macro"]["r"],
-                    "sdu_macro_f1": m["sdu_macro"]["f1"],
-                }
-            )
-        for label, v in m["labels"].items():
-            figures.update({f"{label}_p": v["p"], f"{label}_r": v["r"], f"{label}_f1": v["f1"]})
-        rows += [{**base, "metric": k, "value": round(float(v), 2)} for k, v in figures.items()]
-    return rows
+def run_experiment(
+    exp: ExperimentConfig,
+    data_dir: Path | None = None,
+    work_dir: Path | None = None,
+    report_dir: Path = Path("reports/experiment"),
+    deadline_seconds: float | None = None,
+) -> list[dict]:
+    from model_build.tokenizer import load_tokenizer
 
+    t_start = time.monotonic()
+    deadline = None if deadline_seconds is None else t_start + deadline_seconds
+    cfg = get_config(exp.config)
+    data_dir = data_dir or default_data_dir()
+    exp_dir = (work_dir or Path("build") / "experiment") / "experiment"
+    data, tokenizer, _ = prepare_data(cfg, data_dir, exp_dir)
+    t_data = time.monotonic() - t_start
+    vocab = load_tokenizer(tokenizer).get_vocab_size()
 
-def convergence_lines(results: list[dict]) -> list[str]:
-    """Per task, recipe and N: optimizer steps, and how many runs peaked at their last epoch."""
-    runs: dict[tuple, list[dict]] = {}
-    for r in results:
-        history = r.get("finetune", {}).get("history")
-        if history:
-            runs.setdefault((r["task"], r["dataset"], r["recipe"], r["n"]), []).append(r["finetune"])
-    lines = []
-    for (task, dataset, recipe, n), done in sorted(runs.items()):
-        last_best = sum(
-            1 for f in done if max(range(len(f["history"])), key=lambda e: f["history"][e]["selection_score"])
-            == len(f["history"]) - 1
-        )  # fmt: skip
-        lines.append(
-            f"- {task} / {dataset} / {recipe} / N={n}: {done[0]['steps']} steps, "
-            f"{len(done[0]['history'])} epoch(s); best at the last epoch in {last_best} of {len(done)} runs"
+    jobs = pretrain_jobs(exp, data, vocab, exp_dir)
+    for _ in _run_pool(_pretrain_run, jobs, exp.workers, None, "pretraining runs"):
+        pass  # a finished pretraining resumes as a no-op; its summary is read back below
+    pretrained: dict[tuple[str, str, int], dict] = {}
+    print(f"data {t_data:.0f} s, pretraining done {time.monotonic() - t_start:.0f} s in", flush=True)
+    for job in jobs:
+        summary = json.loads((Path(job["out_dir"]) / "pretrain.json").read_text())
+        summary.pop("history", None)
+        pretrained[(job["config"], job["arm"], job["pretrain_seed"])] = {**summary, "out_dir": job["out_dir"]}
+    t_pretrain = time.monotonic() - t_start - t_data
+
+    runs_dir = exp_dir / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    planned = finetune_jobs(exp, pretrained, tokenizer, data_dir, runs_dir)
+    results = [r for j in planned if (r := _saved(Path(j["out"]), j["fingerprint"])) is not None]
+    todo = [j for j in planned if _saved(Path(j["out"]), j["fingerprint"]) is None]
+    print(f"experiment: {len(planned)} finetuning runs, {len(planned) - len(todo)} already done")
+    for result in _run_pool(_finetune_run, todo, exp.workers, deadline, "finetune+eval runs"):
+        results.append(result)
+        print(
+            f"  {result['dataset']} {result['config']} {result['arm']} p{result['pretrain_seed']} "
+            f"n={result['n']} s{result['seed']}: {result['headline']:.1f} ({result['seconds']} s, "
+            f"{time.monotonic() - t_start:.0f} s in)",
+            flush=True,
         )
-    return lines or ["- (no finetuning history recorded)"]
+    timings = {
+        "data_seconds": round(t_data, 1),
+        "pretrain_seconds": round(t_pretrain, 1),
+        "total_seconds": round(time.monotonic() - t_start, 1),
+        "planned_finetune_runs": len(planned),
+        "device": str(_device()),
+        "cpu_count": os.cpu_count(),
+        "experiment": as_dict(exp),
+    }
+    write_text_atomically(exp_dir / "timings.json", json.dumps(timings))
+    return report_from_saved(exp, data_dir, exp_dir.parent, report_dir)
 
 
-def write_report(
-    results: list[dict], cfg: BuildConfig, exp: ExperimentConfig, pretrain_summaries: dict, report_dir: Path
-) -> None:
-    report_dir.mkdir(parents=True, exist_ok=True)
-    rows = result_rows(results, cfg.name)
-    (report_dir / "results.json").write_text(json.dumps(rows, indent=1))
-    groups: dict[tuple, list[float]] = {}
-    for r in results:
-        groups.setdefault((r["task"], r["dataset"], r["recipe"], r["n"]), []).append(r["headline"])
-    lines = [
-        f"# Aligned vs MLM-only pretraining, config `{cfg.name}`",
-        "",
-        "Headline metric: acronyms = official SDU macro F1 (exact spans); concepts = exact-span micro F1.",
-        "Mean ± sample sd over seeds; one seed where no sd is shown. Model selection never sees dev: the",
-        "best epoch, and then the head's per-label logit offsets (`finetune.calibrate_head`, from N=200 up,",
-        "where the held-out slice has at least 20 examples), are chosen on a held-out slice of the N examples.",
-        "",
-        "| task | dataset | recipe | " + " | ".join(f"N={n}" for n in exp.sizes) + " |",
-        "|---|---|---|" + "---|" * len(exp.sizes),
-    ]
-    for task, dataset in sorted({(k[0], k[1]) for k in groups}):
-        for recipe in (*RECIPES, "rule-matcher", "rule-matcher+caps"):
-            cells = []
-            for n in exp.sizes:
-                vals = groups.get((task, dataset, recipe, n))
-                if not vals:
-                    cells.append("")
-                elif len(vals) == 1:
-                    cells.append(f"{vals[0]:.1f}")
-                else:
-                    cells.append(f"{statistics.mean(vals):.1f} ± {statistics.stdev(vals):.1f}")
-            if any(cells):
-                lines.append(f"| {task} | {dataset} | {recipe} | " + " | ".join(cells) + " |")
-    lines += ["", "## Aligned minus MLM (mean headline, points)", ""]
-    for task, dataset in sorted({(k[0], k[1]) for k in groups}):
-        diffs = []
-        for n in exp.sizes:
-            a, b = groups.get((task, dataset, "aligned", n)), groups.get((task, dataset, "mlm", n))
-            if a and b:
-                diffs.append(f"N={n}: {statistics.mean(a) - statistics.mean(b):+.1f}")
-        lines.append(f"- {task} / {dataset}: " + ", ".join(diffs))
-    lines += [
-        "",
-        "## Finetuning: did the runs converge?",
-        "",
-        "Selection score = headline on the held-out slice of the N examples, after each epoch. A run",
-        "whose best epoch is its last was still improving when it stopped.",
-        "",
-    ]
-    lines += convergence_lines(results)
-    lines += ["", "## Pretraining", ""]
-    for recipe, s in pretrain_summaries.items():
-        lines.append(
-            f"- `{recipe}`: {s['steps']} steps, objectives {s['objectives']}, {s['parameters']:,} parameters, "
-            f"{s['tokens_per_second']} tokens/s on {s['device']}, held-out losses {s['valid_losses']}"
-        )
-    lines += [
-        "",
-        "## Settings",
-        "",
-        "```json",
-        json.dumps({"experiment": as_dict(exp), "build": as_dict(cfg)}, indent=1)[:6000],
-        "```",
-        "",
-    ]
-    (report_dir / "report.md").write_text("\n".join(lines))
-    plot_curves(groups, exp, report_dir / "learning_curves.png")
+def report_from_saved(exp: ExperimentConfig, data_dir: Path, work_dir: Path, report_dir: Path) -> list[dict]:
+    """Rewrite the report from the saved runs of `exp` under `work_dir` (no model is run; e.g. runs
+    made on a lent GPU machine and copied back)."""
+    from model_build.experiment_report import write_report
+
+    exp_dir = work_dir / "experiment"
+    configs = {c for c in (exp.config, exp.ablation_config) if c}
+    pretrained = {}
+    for path in sorted(exp_dir.glob("pretrain-*/pretrain.json")):
+        summary = json.loads(path.read_text())
+        summary.pop("history", None)
+        config, arm, seed = _pretrain_key(path.parent.name, configs)
+        if config is not None and seed in exp.pretrain_seeds:
+            pretrained[(config, arm, seed)] = {**summary, "out_dir": str(path.parent)}
+    results = [
+        r for path in sorted((exp_dir / "runs").glob("*.json"))
+        if (r := json.loads(path.read_text()))["config"] in configs and r["pretrain_seed"] in exp.pretrain_seeds
+    ]  # fmt: skip
+    results += rule_results(exp, data_dir)
+    timings = json.loads((exp_dir / "timings.json").read_text())
+    write_report(results, exp, pretrained, timings, report_dir)
+    return results
 
 
-def plot_curves(groups: dict[tuple, list[float]], exp: ExperimentConfig, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for task, dataset in sorted({(k[0], k[1]) for k in groups}):
-        for recipe, style in (("aligned", "-"), ("mlm", "--")):
-            pts = [
-                (n, statistics.mean(groups[(task, dataset, recipe, n)]))
-                for n in exp.sizes
-                if (task, dataset, recipe, n) in groups
-            ]
-            if pts:
-                ax.plot(
-                    [p[0] for p in pts],
-                    [p[1] for p in pts],
-                    style,
-                    marker="o",
-                    label=f"{task}/{dataset} {recipe}",
-                )
-        rule = groups.get((task, dataset, "rule-matcher", 0))
-        if rule:
-            ax.axhline(
-                statistics.mean(rule), color="grey", linestyle=":", label=f"{task}/{dataset} rule matcher"
-            )
-    ax.set_xscale("symlog", linthresh=50)
-    ax.set_xlabel("finetuning examples N")
-    ax.set_ylabel("F1 (%)")
-    ax.set_title("Learning curves: aligned vs MLM-only pretraining")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _pretrain_key(name: str, configs: set[str]) -> tuple[str | None, str, int]:
+    """(config, arm, seed) of a `pretrain-<config>-<arm>-p<seed>` directory of one of `configs`."""
+    for config in configs:
+        for arm in ARMS:
+            prefix = f"pretrain-{config}-{arm}-p"
+            if name.startswith(prefix) and name[len(prefix) :].isdigit():
+                return config, arm, int(name[len(prefix) :])
+    return None, "", -1

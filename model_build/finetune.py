@@ -116,7 +116,7 @@ def calibrate_head(
     head = tagger.encoder.heads[task]
     assert isinstance(head, torch.nn.Linear)
     with torch.no_grad():
-        head.bias.add_(torch.from_numpy(best))
+        head.bias.add_(torch.from_numpy(best).to(head.bias.device))
     return {name: float(v) for name, v in zip(label_names, best, strict=True) if v}, best_score
 
 
@@ -129,8 +129,10 @@ def finetune(
     cfg: FinetuneConfig,
     n_examples: int | None = None,
     out_dir: Path | None = None,
+    device: torch.device | None = None,
 ) -> tuple[Encoder, dict]:
-    """Finetune a copy of `encoder` on `n_examples` (default cfg.max_examples) drawn by seed."""
+    """Finetune a copy of `encoder` on `n_examples` (default cfg.max_examples) drawn by seed, on
+    `device` (default: the CPU; the experiment passes a GPU where it has one)."""
     n = cfg.max_examples if n_examples is None else n_examples
     examples = sample_examples(train_records, n, cfg.seed)
     train, selection = split_selection(examples, cfg.selection_fraction, cfg.seed)
@@ -139,6 +141,8 @@ def finetune(
     torch.manual_seed(cfg.seed)
     if recipe != "aligned":
         Encoder._init(model.heads[task])
+    device = device or torch.device("cpu")
+    model.to(device)
     label_names = TASK_LABELS[task]
     pieces = training_windows(train, tokenizer, task, cfg.seq_len)
     lengths = [len(w) for w, _ in pieces]
@@ -169,10 +173,8 @@ def finetune(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, total, cfg.warmup_fraction, cfg.lr)
             out = model(
-                torch.from_numpy(ids),
-                torch.from_numpy(mask),
-                torch.from_numpy(features),
-                labels={task: torch.from_numpy(labels)},
+                *(torch.from_numpy(a).to(device) for a in (ids, mask, features)),
+                labels={task: torch.from_numpy(labels).to(device)},
             )
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -192,8 +194,11 @@ def finetune(
         history.append({"epoch": epoch + 1, "step": step, "selection_score": round(sel, 2)})
         if sel > best_score:
             best_score, best_state, best_epoch = sel, copy.deepcopy(model.state_dict()), epoch
-        elif selection and epoch - best_epoch >= cfg.patience:
-            break  # early stopping: no better selection score for `patience` epochs
+        elif selection and step >= cfg.min_steps and epoch - best_epoch >= cfg.patience:
+            # Early stopping: no better selection score for `patience` epochs, and never before
+            # `min_steps`: at N=200 an epoch is 6 steps, and a fresh head whose score sat at 0 for
+            # two epochs (still in the warm-up) stopped after 18 steps, untrained.
+            break
     bar.close()
     model.load_state_dict(best_state)
     offsets: dict[str, float] = {}

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +41,32 @@ def _done(marker: Path, fp: str) -> bool:
 
 def _mark(marker: Path, fp: str, **info: object) -> None:
     write_text_atomically(marker, json.dumps({"fingerprint": fp, **info}, indent=2, default=str))
+
+
+@dataclass(frozen=True)
+class PretrainingText:
+    """A pretraining corpus and the tokenizer that cuts it (trained on it, or on another corpus:
+    the experiment tokenizes every arm's corpus with the one tokenizer of the transfer corpus)."""
+
+    corpus_dir: Path
+    corpus_fp: str
+    tokenizer_path: Path
+    tokenizer_fp: str
+
+    @property
+    def streams_fp(self) -> str:
+        """The token streams follow the corpus, the tokenizer and the code that tokenizes."""
+        return fingerprint(
+            self.corpus_fp,
+            self.tokenizer_fp,
+            code_version(
+                "model_build.streams",
+                "model_build.data",
+                "textfeatures.words",
+                "textfeatures.acronyms",
+                "textfeatures.features",
+            ),
+        )
 
 
 class Stages:
@@ -90,53 +116,38 @@ class Stages:
         self._timed("tokenizer", t0)
         return path, fp
 
-    def token_streams(self, corpus_dir: Path, tokenizer_path: Path, tokenizer_fp: str) -> dict[str, dict]:
+    def pretraining_text(self) -> PretrainingText:
+        """The corpus and the tokenizer trained on it."""
+        corpus_dir, corpus_fp = self.corpus()
+        tokenizer_path, tokenizer_fp = self.tokenizer(corpus_dir, corpus_fp)
+        return PretrainingText(corpus_dir, corpus_fp, tokenizer_path, tokenizer_fp)
+
+    def token_streams(self, text: PretrainingText) -> dict[str, dict]:
         t0 = time.perf_counter()
-        streams_fp = self.streams_fingerprint(tokenizer_fp)
         streams = {
             split: tokenize_corpus(
-                iter_documents(corpus_dir, split),
-                tokenizer_path,
-                self.work_dir / f"tokens-{split}-{streams_fp}.npz",
+                iter_documents(text.corpus_dir, split),
+                text.tokenizer_path,
+                self.work_dir / f"tokens-{split}-{text.streams_fp}.npz",
             )
             for split in ("train", "valid")
         }
         self._timed("tokenize", t0)
         return streams
 
-    @staticmethod
-    def streams_fingerprint(tokenizer_fp: str) -> str:
-        return fingerprint(
-            tokenizer_fp,
-            code_version(
-                "model_build.streams",
-                "model_build.data",
-                "textfeatures.words",
-                "textfeatures.acronyms",
-                "textfeatures.features",
-            ),
-        )
-
     def prepare_pretraining_data(self) -> None:
         """Corpus, tokenizer and token streams: everything pretraining reads."""
-        corpus_dir, corpus_fp = self.corpus()
-        tokenizer_path, tokenizer_fp = self.tokenizer(corpus_dir, corpus_fp)
-        self.token_streams(corpus_dir, tokenizer_path, tokenizer_fp)
+        self.token_streams(self.pretraining_text())
 
     def pretrain(
-        self,
-        corpus_dir: Path,
-        tokenizer_path: Path,
-        tokenizer_fp: str,
-        recipe: str,
-        stop_after: int | None = None,
+        self, text: PretrainingText, recipe: str, stop_after: int | None = None
     ) -> tuple[Path, dict]:
-        streams = self.token_streams(corpus_dir, tokenizer_path, tokenizer_fp)
+        streams = self.token_streams(text)
         t0 = time.perf_counter()
-        vocab = load_tokenizer(tokenizer_path).get_vocab_size()
+        vocab = load_tokenizer(text.tokenizer_path).get_vocab_size()
         model_cfg = replace(self.cfg.model, vocab_size=vocab)
         pre_cfg = replace(self.cfg.pretrain, recipe=recipe)
-        out_dir = self.work_dir / f"pretrain-{recipe}-{tokenizer_fp}"
+        out_dir = self.work_dir / f"pretrain-{recipe}-{text.tokenizer_fp}"
         if len(streams["valid"]["ids"]) < pre_cfg.seq_len:
             streams["valid"] = streams["train"]  # a tiny corpus may put nothing in valid
         summary = pretrain(
@@ -145,7 +156,7 @@ class Stages:
             streams["train"],
             streams["valid"],
             out_dir,
-            data_fp=self.streams_fingerprint(tokenizer_fp),
+            data_fp=text.streams_fp,
             stop_after=stop_after,
         )
         self._timed(f"pretrain-{recipe}", t0)
@@ -229,13 +240,14 @@ def build(
         pretraining=[*cfg.corpus.span_files, *cfg.corpus.text_files],
     )
     stages = Stages(cfg, data_dir, work_dir)
-    corpus_dir, corpus_fp = stages.corpus()
-    tokenizer_path, tokenizer_fp = stages.tokenizer(corpus_dir, corpus_fp)
-    checkpoint, pre_summary = stages.pretrain(corpus_dir, tokenizer_path, tokenizer_fp, recipe)
-    corpus_stats = json.loads((corpus_dir / "stats.json").read_text())
+    text = stages.pretraining_text()
+    checkpoint, pre_summary = stages.pretrain(text, recipe)
+    corpus_stats = json.loads((text.corpus_dir / "stats.json").read_text())
     published: dict[str, Path] = {}
     for task in TASKS:
-        model, ft_summary = stages.finetune(task, checkpoint, recipe, pre_summary["run_id"], tokenizer_path)
+        model, ft_summary = stages.finetune(
+            task, checkpoint, recipe, pre_summary["run_id"], text.tokenizer_path
+        )
         export_fp = fingerprint(
             ft_summary["fingerprint"], cfg.export, cfg.datasets[task][1], code_version("model_build.export")
         )
@@ -280,7 +292,7 @@ def build(
         }
         manifest_extra["finetuning"]["dataset"] = ft_summary.get("dataset")
         published[task] = export_artifact(
-            model, task, tokenizer_path, dev, cfg.export, artifacts_dir, version, manifest_extra
+            model, task, text.tokenizer_path, dev, cfg.export, artifacts_dir, version, manifest_extra
         )
         stages._timed(f"export-{task}", t0)
     total = time.perf_counter() - t_start

@@ -80,6 +80,17 @@ def task_labels(batch: dict[str, torch.Tensor], recipe: str) -> dict[str, torch.
     raise ValueError(f"unknown pretraining recipe {recipe!r}; use 'aligned' or 'mlm'")
 
 
+def pretrain_run_id(model_cfg: ModelConfig, cfg: PretrainConfig, data_fp: str, stream_tokens: int) -> str:
+    """What a pretraining run is: its settings, its data and the code that trains it."""
+    return fingerprint(
+        model_cfg,
+        cfg,
+        data_fp,
+        stream_tokens,
+        code_version("model_build.pretrain", "model_build.model", "model_build.schedule"),
+    )
+
+
 def pretrain(
     model_cfg: ModelConfig,
     cfg: PretrainConfig,
@@ -94,13 +105,7 @@ def pretrain(
     `stop_after` ends the run early after that many steps (tests of resume)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_path = out_dir / "pretrain.json"
-    run_id = fingerprint(
-        model_cfg,
-        cfg,
-        data_fp,
-        int(len(train_stream["ids"])),
-        code_version("model_build.pretrain", "model_build.model", "model_build.schedule"),
-    )
+    run_id = pretrain_run_id(model_cfg, cfg, data_fp, int(len(train_stream["ids"])))
     if summary_path.exists() and json.loads(summary_path.read_text()).get("run_id") == run_id:
         return json.loads(summary_path.read_text())
 
@@ -175,6 +180,9 @@ def pretrain(
         tokens += batch["input_ids"].numel()
         record = {
             "step": step + 1,
+            # Real (unpadded) and masked tokens of the batch: equal compute is checked from these.
+            "tokens": int(batch["attention_mask"].sum()),
+            "masked": int((batch["mlm_labels"] != IGNORE).sum()),
             **{k: round(float(v.detach()), 4) for k, v in out.items() if k.startswith("loss")},
         }
         history.append(record)
@@ -206,6 +214,10 @@ def pretrain(
         "tokens_per_second": round(
             tokens * (dist.get_world_size() if distributed else 1) / max(seconds, 1e-9)
         ),
+        "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len,
+        "tokens_seen": sum(r["tokens"] for r in history),
+        "masked_tokens": sum(r["masked"] for r in history),
         "final_train_losses": history[-1] if history else {},
         "valid_losses": validation_losses(model, cfg, valid_stream, device) if rank == 0 else {},
     }

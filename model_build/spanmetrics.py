@@ -26,27 +26,24 @@ def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
     return {"p": p, "r": r, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
 
 
-def span_prf(
-    gold: Sequence[set[Span]],
-    pred: Sequence[set[Span]],
-    labels: Iterable[str] | None = None,
-) -> dict:
-    """Score predicted spans against gold spans, document by document (see module doc)."""
+def document_counts(
+    gold: Sequence[set[Span]], pred: Sequence[set[Span]], labels: Sequence[str]
+) -> list[dict[str, list[int]]]:
+    """Per document and label, `[tp, fp, fn]` (the experiment bootstraps over documents)."""
     if len(gold) != len(pred):
         raise ValueError(f"gold has {len(gold)} documents, pred has {len(pred)}")
-    counts: dict[str, list[int]] = {}
-    if labels is not None:
-        for lab in labels:
-            counts[lab] = [0, 0, 0]
+    out = []
     for g, p in zip(gold, pred, strict=True):
+        counts = {lab: [0, 0, 0] for lab in labels}
         for span in g | p:
             c = counts.setdefault(span[2], [0, 0, 0])
-            if span in g and span in p:
-                c[0] += 1
-            elif span in p:
-                c[1] += 1
-            else:
-                c[2] += 1
+            c[0 if span in g and span in p else 1 if span in p else 2] += 1
+        out.append(counts)
+    return out
+
+
+def scores_from_counts(counts: dict[str, list[int]]) -> dict:
+    """`span_prf`'s output from summed `[tp, fp, fn]` per label."""
     per_label = {lab: _prf(*c) for lab, c in sorted(counts.items())}
     tp = sum(c[0] for c in counts.values())
     fp = sum(c[1] for c in counts.values())
@@ -58,6 +55,21 @@ def span_prf(
         mp = mr = 100.0
     mf = 2 * mp * mr / (mp + mr) if mp + mr else 0.0
     return {"labels": per_label, "micro": _prf(tp, fp, fn), "sdu_macro": {"p": mp, "r": mr, "f1": mf}}
+
+
+def span_prf(
+    gold: Sequence[set[Span]],
+    pred: Sequence[set[Span]],
+    labels: Iterable[str] | None = None,
+) -> dict:
+    """Score predicted spans against gold spans, document by document (see module doc)."""
+    totals: dict[str, list[int]] = {}
+    for doc in document_counts(gold, pred, list(labels or ())):
+        for lab, c in doc.items():
+            total = totals.setdefault(lab, [0, 0, 0])
+            for i in range(3):
+                total[i] += c[i]
+    return scores_from_counts(totals)
 
 
 def format_prf(scores: dict) -> str:

@@ -37,7 +37,7 @@ _LOWER, _CAPITALISED, _ALLCAPS, _MIXED, _ALNUM, _NUMBER, _PUNCT, _OTHER = range(
 # acronym_rule ids: 1 + the index in this list
 _ACRONYM_TAGS = ("O", "B-short", "I-short", "B-long", "I-long")
 # phrase_rule ids
-_P_PUNCT, _P_FUNCTION, _P_BEGIN, _P_INSIDE = range(1, 5)
+_P_PUNCT, _P_FUNCTION, PHRASE_BEGIN, PHRASE_INSIDE = range(1, 5)
 
 # Closed-class English words (determiners, pronouns, prepositions, conjunctions, auxiliaries and
 # a few very common verbs and adverbs): a keyphrase rarely starts or ends on one.
@@ -255,7 +255,7 @@ def phrase_tags(text: str, words: Sequence[Word]) -> list[int]:
             tags.append(_P_FUNCTION)
             previous_content = False
         else:
-            tags.append(_P_INSIDE if previous_content else _P_BEGIN)
+            tags.append(PHRASE_INSIDE if previous_content else PHRASE_BEGIN)
             previous_content = True
     return tags
 
@@ -309,7 +309,7 @@ def text_inputs(text: str, ids: list[int], offsets: list[tuple[int, int]]) -> Te
         acronym = np.where(begin & ~starts, acronym + 1, acronym)
         features[:, 2] = acronym
         phrase = per_word[index, 2]
-        features[:, 3] = np.where((phrase == _P_BEGIN) & ~starts, _P_INSIDE, phrase)
+        features[:, 3] = np.where((phrase == PHRASE_BEGIN) & ~starts, PHRASE_INSIDE, phrase)
     return TextInputs(ids=ids, offsets=offsets, words=words, word_of_token=word_of_token, features=features)
 
 

@@ -1,5 +1,5 @@
 """The tiny build end to end: corpus -> tokenizer -> pretrain -> finetune -> evaluate -> export,
-with resume, DDP, export validation and the experiment report."""
+with resume, DDP and export validation (the experiment: test_experiment.py)."""
 
 from __future__ import annotations
 
@@ -352,45 +352,6 @@ def test_pretraining_recipes_get_equal_compute(
     masked = sum(r["masked"] for r in seen["mlm"])
     assert 0 < masked < tokens_seen <= tiny.steps * batch * window
     assert aligned["final_train_losses"]["loss"] != mlm["final_train_losses"]["loss"]
-
-
-def test_experiment_writes_report_results_and_plot(
-    tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path
-) -> None:
-    from model_build.experiment import ExperimentConfig, run_experiment
-
-    work = tmp_path / "work"
-    shutil.copytree(tiny_build_dir / "work", work, ignore=shutil.ignore_patterns("finetune-*"))
-    exp = ExperimentConfig(sizes=(0, 12), seeds=(0,), min_steps=4, epochs=1, eval_max_examples=12, workers=1)
-    report = tmp_path / "report"
-    results = run_experiment("tiny", labelled_data_dir, work, report, exp)
-    rows = json.loads((report / "results.json").read_text())
-    keys = {"task", "dataset", "recipe", "config", "n", "seed", "metric", "value"}
-    assert rows and all(set(r) == keys for r in rows)
-    combos = {(r["task"], r["recipe"], r["n"]) for r in rows}
-    for task in ("acronyms", "concepts"):
-        for recipe in ("aligned", "mlm"):
-            assert {(task, recipe, 0), (task, recipe, 12)} <= combos
-    assert {("acronyms", "rule-matcher", 0), ("acronyms", "rule-matcher+caps", 0)} <= combos
-    assert all(0.0 <= r["value"] <= 100.0 for r in rows)
-    assert any(r["metric"] == "sdu_macro_f1" for r in rows if r["task"] == "acronyms")
-    text = (report / "report.md").read_text()
-    assert "| acronyms | sdu21-dev | aligned |" in text and "| concepts | inspec-dev | mlm |" in text
-    assert (report / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    finetuned = [r for r in results if r.get("finetune")]
-    assert len(finetuned) == 2 * 2 and all(r["n"] == 12 for r in finetuned)
-    assert all(r["finetune"]["steps"] >= 4 and r["finetune"]["history"] for r in finetuned)
-    assert "- acronyms / sdu21-dev / aligned / N=12: " in text
-    assert len(results) == 2 * 2 * 2 + 2
-    # Rerun: every run is already saved, nothing is recomputed.
-    runs = sorted((work / "experiment" / "runs").glob("*.json"))
-    saved = {p.name: p.stat().st_mtime_ns for p in runs}
-    run_experiment("tiny", labelled_data_dir, work, report, exp)
-    assert {p.name: p.stat().st_mtime_ns for p in runs} == saved
-    # Other finetuning settings: the saved runs no longer count, each finetuned run is redone.
-    run_experiment("tiny", labelled_data_dir, work, report, replace(exp, min_steps=5))
-    redone = {p.name for p in runs if p.stat().st_mtime_ns != saved[p.name]}
-    assert redone == {p.name for p in runs}
 
 
 def test_build_without_labelled_data_publishes_zero_shot_heads(tmp_path: Path) -> None:
