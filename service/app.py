@@ -55,12 +55,14 @@ from service.models import (
 )
 from service.pairing import pair_acronyms
 from service.settings import Settings
+from service.ui import UI_ROUTES, install_ui
 
 log = logging.getLogger("aligntag.app")
 request_log = logging.getLogger("aligntag.request")
 
 MODEL_ROUTES = ("/tag", "/acronyms")
 KNOWN_ROUTES = frozenset({*MODEL_ROUTES, "/health", "/ready", "/metrics", "/info", "/docs", "/openapi.json"})
+KNOWN_ROUTES |= UI_ROUTES  # the page at /, its files and the offline docs (service/ui.py)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # echoed only if harmless in a header and a log
 STATUS_CLIENT_GONE = 499  # nginx's code for "client closed request"; never sent, only counted
 
@@ -145,8 +147,20 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+# Every status a model route answers besides 200 (docs/service.md, "Errors"), with its error types.
+ERROR_STATUSES = {
+    400: "invalid_json: the body is not JSON (or is empty).",
+    401: "unauthorized: API key missing or wrong (only when ALIGNTAG_API_KEY is set).",
+    405: "method_not_allowed: a method other than POST; the Allow header lists POST.",
+    413: "payload_too_large: the body exceeds ALIGNTAG_MAX_BODY_BYTES.",
+    415: "unsupported_media_type: a Content-Type other than JSON.",
+    422: "validation_error or limit_exceeded: a field is invalid, or a text or request is over its limit.",
+    431: "headers_too_large: the request headers exceed ALIGNTAG_MAX_HEADER_BYTES.",
+    500: "internal_error or inference_failed; the message names the request id.",
+    503: "overloaded (queue full, with Retry-After) or model_unavailable (the model is not loaded).",
+}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 500, 503)
+    code: {"model": ErrorResponse, "description": description} for code, description in ERROR_STATUSES.items()
 }
 
 
@@ -376,11 +390,14 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
         version=__version__,
         description="Concept tagging and acronym detection with objective-aligned small transformers.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from service/ui.py, with local files instead of a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.models = models
     install_handlers(app)
+    install_ui(app)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(RequestContext, metrics=metrics, settings=settings)
 

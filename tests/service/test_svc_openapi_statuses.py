@@ -1,0 +1,64 @@
+"""The OpenAPI schema lists every status the model routes answer, and each listed status is really
+answered (in-process app on the tiny artifacts; no 404: the routes are fixed paths)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from svc_helpers import ControlledRuntimes, MakeClient
+
+from service.app import ERROR_STATUSES, create_app
+from service.settings import Settings
+
+ROUTES = ("/tag", "/acronyms")
+
+
+def test_schema_lists_every_status_of_the_model_routes(tiny_artifacts_dir: Path) -> None:
+    schema = create_app(Settings(artifacts_dir=tiny_artifacts_dir)).openapi()
+    assert set(ERROR_STATUSES) == {400, 401, 405, 413, 415, 422, 431, 500, 503}
+    for route in ROUTES:
+        responses = schema["paths"][route]["post"]["responses"]
+        assert set(responses) == {"200", *(str(code) for code in ERROR_STATUSES)}, route
+        for code, description in ERROR_STATUSES.items():
+            answer = responses[str(code)]
+            assert answer["description"] == description
+            assert answer["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/ErrorResponse"
+            }
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_every_listed_status_is_answered(make_client: MakeClient, tmp_path: Path, route: str) -> None:
+    runtimes = ControlledRuntimes()
+    client = make_client(runtime_factory=runtimes, api_key="k", max_body_bytes=1024, max_header_bytes=1024)
+    key = {"Authorization": "Bearer k"}
+    seen: dict[int, str] = {}
+
+    def check(status: int, error_type: str, response: object) -> None:
+        assert response.status_code == status, response.text  # type: ignore[attr-defined]
+        assert response.json()["error"]["type"] == error_type  # type: ignore[attr-defined]
+        assert error_type in ERROR_STATUSES[status]
+        seen[status] = error_type
+
+    check(400, "invalid_json", client.post(route, content=b"not json", headers=key))
+    check(401, "unauthorized", client.post(route, json={"text": "a"}))
+    check(405, "method_not_allowed", client.get(route, headers=key))
+    check(413, "payload_too_large", client.post(route, json={"text": "a" * 2000}, headers=key))
+    check(
+        415,
+        "unsupported_media_type",
+        client.post(route, content=b"a", headers={**key, "Content-Type": "text/plain"}),
+    )
+    check(422, "validation_error", client.post(route, json={"text": 1}, headers=key))
+    check(
+        431, "headers_too_large", client.post(route, json={"text": "a"}, headers={**key, "X-Big": "x" * 2000})
+    )
+    task = "concepts" if route == "/tag" else "acronyms"
+    runtimes[task].fail = True
+    check(500, "inference_failed", client.post(route, json={"text": "a"}, headers=key))
+    runtimes[task].fail = False
+    assert client.post(route, json={"text": "a"}, headers=key).status_code == 200
+    unloaded = make_client(artifacts_dir=tmp_path / "none")
+    check(503, "model_unavailable", unloaded.post(route, json={"text": "a"}))
+    assert set(seen) == set(ERROR_STATUSES)
