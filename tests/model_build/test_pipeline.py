@@ -351,6 +351,10 @@ def test_pretraining_recipes_get_equal_compute(
     tokens_seen = sum(r["tokens"] for r in seen["mlm"])
     masked = sum(r["masked"] for r in seen["mlm"])
     assert 0 < masked < tokens_seen <= tiny.steps * batch * window
+    # The summaries' own compute figures are those of the batches the loops consumed.
+    for summary in (aligned, mlm):
+        assert (summary["batch_size"], summary["seq_len"]) == (batch, window)
+        assert (summary["tokens_seen"], summary["masked_tokens"]) == (tokens_seen, masked)
     assert aligned["final_train_losses"]["loss"] != mlm["final_train_losses"]["loss"]
 
 
