@@ -92,10 +92,22 @@ def score(
 ) -> dict:
     """Exact character-span P/R/F1 per label, micro, and the SDU macro (percent). Every span
     type of the task is scored, even one absent from both gold and predictions."""
+    gold, pred = span_sets(records, predictions)
+    return span_prf(gold, pred, labels=span_kinds(label_names))
+
+
+def span_kinds(label_names: Sequence[str]) -> list[str]:
+    """The span labels of a task's BIO label names ("B-short", "I-long", ... -> long, short)."""
+    return sorted({name.split("-", 1)[1] for name in label_names if name != "O"})
+
+
+def span_sets(
+    records: Sequence[dict], predictions: Sequence[Sequence[tuple]]
+) -> tuple[list[set[tuple[int, int, str]]], list[set[tuple[int, int, str]]]]:
+    """Gold and predicted `(start, end, label)` sets per document (a prediction's score dropped)."""
     gold = [{(s, e, lab) for s, e, lab in rec["spans"]} for rec in records]
     pred = [{(s, e, lab) for s, e, lab, *_ in spans} for spans in predictions]
-    kinds = sorted({name.split("-", 1)[1] for name in label_names if name != "O"})
-    return span_prf(gold, pred, labels=kinds)
+    return gold, pred
 
 
 def headline(task: str, metrics: dict) -> float:

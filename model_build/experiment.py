@@ -139,10 +139,9 @@ def _finetune_run(job: dict) -> dict:
 
     from model_build.checkpoint import load_encoder
     from model_build.data import read_span_file
-    from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
+    from model_build.evaluate import predict_spans, torch_logits_fn
     from model_build.finetune import finetune
     from model_build.model import TASK_LABELS, Tagger
-    from model_build.spanmetrics import document_counts
     from model_build.tokenizer import load_tokenizer
 
     torch.set_num_threads(job["threads"])
@@ -176,17 +175,9 @@ def _finetune_run(job: dict) -> dict:
     preds, _ = predict_spans(
         [r["text"] for r in dev], tokenizer, torch_logits_fn(Tagger(model, task)), labels, ft_cfg.seq_len
     )
-    kinds = sorted({name.split("-", 1)[1] for name in labels if name != "O"})
-    gold = [{(s, e, lab) for s, e, lab in r["spans"]} for r in dev]
-    pred = [{(s, e, lab) for s, e, lab, *_ in spans} for spans in preds]
-    metrics = score(dev, preds, labels)
     result = {k: job[k] for k in ("task", "dataset", "arm", "config", "n", "seed", "pretrain_seed")}
     result.update(
-        metrics=metrics,
-        headline=headline(task, metrics),
-        labels=kinds,
-        # [document][label] -> [tp, fp, fn], labels in `labels` order
-        counts=[[c[k] for k in kinds] for c in document_counts(gold, pred, kinds)],
+        **scored(task, dev, preds),
         finetune=finetuned,
         fingerprint=job["fingerprint"],
         device=str(device),
@@ -336,29 +327,38 @@ def finetune_jobs(
     )
 
 
+def scored(task: str, records: list[dict], predictions: list[list]) -> dict[str, Any]:
+    """Dev scores of one run, and its span counts per document for the bootstrap:
+    `counts[document][label] = [tp, fp, fn]`, labels in `labels` order."""
+    from model_build.evaluate import headline, score, span_kinds, span_sets
+    from model_build.model import TASK_LABELS
+    from model_build.spanmetrics import document_counts
+
+    kinds = span_kinds(TASK_LABELS[task])
+    metrics = score(records, predictions, TASK_LABELS[task])
+    counts = document_counts(*span_sets(records, predictions), kinds)
+    return {
+        "metrics": metrics,
+        "headline": headline(task, metrics),
+        "labels": kinds,
+        "counts": [[c[k] for k in kinds] for c in counts],
+    }
+
+
 def rule_results(exp: ExperimentConfig, data_dir: Path) -> list[dict]:
     """The rule baselines on the same dev files (`textfeatures.rules`), per document too."""
     from model_build.data import read_span_file
-    from model_build.evaluate import headline, score
-    from model_build.model import TASK_LABELS
-    from model_build.spanmetrics import document_counts
     from textfeatures.rules import RULE_BASELINES, rule_spans
 
     results = []
     for task, pairs in exp.datasets.items():
-        labels = TASK_LABELS[task]
-        kinds = sorted({name.split("-", 1)[1] for name in labels if name != "O"})
         for _, dev in pairs:
             records = read_span_file(data_dir / dev, exp.eval_max_examples)
-            gold = [{(s, e, lab) for s, e, lab in r["spans"]} for r in records]
             for rule in RULE_BASELINES[task]:
-                preds = [rule_spans(rule, r["text"]) for r in records]
-                metrics = score(records, preds, labels)
-                counts = document_counts(gold, [set(p) for p in preds], kinds)
+                preds: list[list] = [rule_spans(rule, r["text"]) for r in records]
                 results.append({
                     "task": task, "dataset": Path(dev).stem, "arm": rule, "config": "rule", "n": 0, "seed": 0,
-                    "pretrain_seed": 0, "metrics": metrics, "headline": headline(task, metrics), "labels": kinds,
-                    "counts": [[c[k] for k in kinds] for c in counts], "finetune": {},
+                    "pretrain_seed": 0, **scored(task, records, preds), "finetune": {},
                 })  # fmt: skip
     return results
 

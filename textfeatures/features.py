@@ -8,6 +8,8 @@ The features give a small encoder what BPE hides from it and what the rules alre
 | 1 | `word_start` | the token starts its word, or continues it |
 | 2 | `acronym_rule` | the Schwartz–Hearst matcher + caps rule tag of the token (O, B/I-short, B/I-long), or "hidden" |
 | 3 | `phrase_rule` | candidate-phrase tag: punctuation, function word, B/I of a run of content words |
+| 4 | `repeats` | how often the word's lower-cased form (a plural `s` aside) occurs in the whole text: once, twice, 3+ (content words) |
+| 5 | `word_ending` | the word's ending class: noun-like (-tion, -ment, ...), adjective-like (-al, -ive, ...), verb-like (-ize, ...), -ing, -ed, -ly, -er/-or, plural -s, none |
 
 Id 0 of every column is padding. A model's manifest names the feature version it was trained on
 (`FEATURE_VERSION`); the service refuses a model whose features it cannot compute.
@@ -25,10 +27,10 @@ from tokenizers import Tokenizer
 from textfeatures.acronyms import label_acronyms
 from textfeatures.words import Word, split_words, word_of_offsets
 
-FEATURE_VERSION = 1
-FEATURE_NAMES = ("word_shape", "word_start", "acronym_rule", "phrase_rule")
+FEATURE_VERSION = 2
+FEATURE_NAMES = ("word_shape", "word_start", "acronym_rule", "phrase_rule", "repeats", "word_ending")
 # Number of ids of each column (padding included): the sizes of the model's embedding tables.
-FEATURE_SIZES = (9, 3, 7, 5)
+FEATURE_SIZES = (9, 3, 7, 5, 5, 11)
 ACRONYM_RULE_COLUMN = 2
 ACRONYM_RULE_HIDDEN = 6  # the rule's tags withheld (pretraining drops them now and then)
 
@@ -38,6 +40,46 @@ _LOWER, _CAPITALISED, _ALLCAPS, _MIXED, _ALNUM, _NUMBER, _PUNCT, _OTHER = range(
 _ACRONYM_TAGS = ("O", "B-short", "I-short", "B-long", "I-long")
 # phrase_rule ids
 _P_PUNCT, _P_FUNCTION, PHRASE_BEGIN, PHRASE_INSIDE = range(1, 5)
+# repeats ids: not a content word, then once, twice, three times or more in the text
+_R_NOT_CONTENT = 1
+# word_ending ids: not an alphabetic word, none of the endings, then 3 + the index in WORD_ENDINGS.
+# Why: a few hundred training documents cannot teach which of the words that BPE keeps whole are
+# nouns and adjectives; the ending says it for words the model has never seen. Checked in order,
+# on words of 5 letters or more (the plural class: 4), the plural `s` stripped for the classes
+# after -ed ("applications" is noun-like, "computers" -er/-or).
+_E_NOT_WORD, _E_NONE = 1, 2
+WORD_ENDINGS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("-ly", ("ly",)),
+    ("-ing", ("ing",)),
+    ("-ed", ("ed",)),
+    (
+        "noun",
+        (
+            "tion",
+            "sion",
+            "ment",
+            "ness",
+            "ity",
+            "ance",
+            "ence",
+            "ancy",
+            "ency",
+            "ism",
+            "ist",
+            "ure",
+            "ogy",
+            "ics",
+            "ship",
+        ),
+    ),
+    (
+        "adjective",
+        ("al", "ive", "ous", "ic", "able", "ible", "ful", "less", "ary", "ory", "ant", "ent", "ar"),
+    ),
+    ("verb", ("ize", "ise", "ate", "ify")),
+    ("-er/-or", ("er", "or")),
+)
+_E_PLURAL = 3 + len(WORD_ENDINGS)
 
 # Closed-class English words (determiners, pronouns, prepositions, conjunctions, auxiliaries and
 # a few very common verbs and adverbs): a keyphrase rarely starts or ends on one.
@@ -278,6 +320,42 @@ def acronym_rule_tags(text: str, words: Sequence[Word]) -> list[int]:
     return tags
 
 
+def _singular(word: str) -> str | None:
+    """`word` without its plural `s` ("networks" -> "network"), or None when it has none."""
+    if len(word) >= 4 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return None
+
+
+def word_ending(word: str) -> int:
+    """The `word_ending` id of one word (of a hyphenated word, its last part)."""
+    last = word.rsplit("-", 1)[-1].lower()
+    if not last.isalpha():
+        return _E_NOT_WORD
+    singular = _singular(last)
+    for k, (_, endings) in enumerate(WORD_ENDINGS):
+        for form in (last,) if k < 3 or singular is None else (last, singular):
+            if len(form) >= 5 and form.endswith(endings):
+                return 3 + k
+    return _E_PLURAL if singular is not None else _E_NONE
+
+
+def repeat_counts(text: str, words: Sequence[Word], phrase: Sequence[int]) -> list[int]:
+    """The `repeats` id of every word: how often its lower-cased form, singular, occurs in the text."""
+    keys: list[str | None] = []
+    for (start, end), tag in zip(words, phrase, strict=True):
+        if tag in (PHRASE_BEGIN, PHRASE_INSIDE):
+            lower = text[start:end].lower()
+            keys.append(_singular(lower) or lower)
+        else:
+            keys.append(None)
+    counts: dict[str, int] = {}
+    for key in keys:
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    return [_R_NOT_CONTENT if key is None else 1 + min(3, counts[key]) for key in keys]
+
+
 @dataclass(frozen=True)
 class TextInputs:
     ids: list[int]
@@ -294,10 +372,13 @@ def text_inputs(text: str, ids: list[int], offsets: list[tuple[int, int]]) -> Te
     n = len(ids)
     features = np.zeros((n, len(FEATURE_NAMES)), dtype=np.int64)
     if n:
-        per_word = np.empty((len(words), 3), dtype=np.int64)
+        per_word = np.empty((len(words), 5), dtype=np.int64)
         per_word[:, 0] = [word_shape(text[s:e]) for s, e in words]
         per_word[:, 1] = acronym_rule_tags(text, words)
-        per_word[:, 2] = phrase_tags(text, words)
+        phrase_of_word = phrase_tags(text, words)
+        per_word[:, 2] = phrase_of_word
+        per_word[:, 3] = repeat_counts(text, words, phrase_of_word)
+        per_word[:, 4] = [word_ending(text[s:e]) for s, e in words]
         index = np.asarray(word_of_token, dtype=np.int64)
         starts = np.ones(n, dtype=bool)
         starts[1:] = index[1:] != index[:-1]
@@ -310,6 +391,8 @@ def text_inputs(text: str, ids: list[int], offsets: list[tuple[int, int]]) -> Te
         features[:, 2] = acronym
         phrase = per_word[index, 2]
         features[:, 3] = np.where((phrase == PHRASE_BEGIN) & ~starts, PHRASE_INSIDE, phrase)
+        features[:, 4] = per_word[index, 3]
+        features[:, 5] = per_word[index, 4]
     return TextInputs(ids=ids, offsets=offsets, words=words, word_of_token=word_of_token, features=features)
 
 

@@ -25,6 +25,7 @@ from model_build.export import ExportError, validate_onnx, verify_artifact
 from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, Tagger
 from model_build.pretrain import pretrain
 from model_build.tokenizer import load_tokenizer
+from textfeatures.features import FEATURE_NAMES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LABELS = {"concepts": list(CONCEPT_LABELS), "acronyms": list(ACRONYM_LABELS)}
@@ -68,7 +69,7 @@ def test_onnx_graph_has_contract_io(tiny_artifacts_dir: Path, name: str) -> None
     assert inputs == {
         "input_ids": ("tensor(int64)", ["batch", "sequence"]),
         "attention_mask": ("tensor(int64)", ["batch", "sequence"]),
-        "features": ("tensor(int64)", ["batch", "sequence", 4]),
+        "features": ("tensor(int64)", ["batch", "sequence", len(FEATURE_NAMES)]),
     }
     (out,) = session.get_outputs()
     assert (out.name, out.type, out.shape[:2]) == ("logits", "tensor(float)", ["batch", "sequence"])

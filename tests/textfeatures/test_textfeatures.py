@@ -14,7 +14,15 @@ from tokenizers import Tokenizer
 from model_build.streams import tokenize_corpus
 from model_build.tokenizer import train_tokenizer
 from textfeatures.decode import allowed_transitions, decode_spans, is_well_formed, viterbi
-from textfeatures.features import FEATURE_NAMES, FEATURE_SIZES, encode_texts, text_inputs, word_shape
+from textfeatures.features import (
+    FEATURE_NAMES,
+    FEATURE_SIZES,
+    WORD_ENDINGS,
+    encode_texts,
+    text_inputs,
+    word_ending,
+    word_shape,
+)
 from textfeatures.words import split_words, strip_span
 
 CONCEPT_LABELS = ["O", "B-concept", "I-concept"]
@@ -95,6 +103,30 @@ def test_features_of_a_defined_acronym(tokenizer: Tokenizer) -> None:
     starts = [int(f) for f in inputs.features[:, 1]]
     assert starts == [1 if t == 0 or inputs.word_of_token[t] != inputs.word_of_token[t - 1] else 2
                       for t in range(len(starts))]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("word", "ending"),
+    [("segmentation", "noun"), ("applications", "noun"), ("convolutional", "adjective"), ("optimize", "verb"),
+     ("using", "-ing"), ("self-supervised", "-ed"), ("quickly", "-ly"), ("computers", "-er/-or"),
+     ("networks", "plural"), ("fields", "plural"), ("method", "none"), ("analysis", "none"), ("status", "none"),
+     ("bed", "none"), ("BRCA1", "not a word"), ("(", "not a word")],
+)  # fmt: skip
+def test_word_ending(word: str, ending: str) -> None:
+    names = ["not a word", "none", *(name for name, _ in WORD_ENDINGS), "plural"]
+    assert names[word_ending(word) - 1] == ending
+
+
+def test_repeats_count_a_words_forms_over_the_whole_text(tokenizer: Tokenizer) -> None:
+    text = "Neural networks learn. A neural network, and the Neural Network of networks."
+    (inputs,) = encode_texts(tokenizer, [text])
+    column = FEATURE_NAMES.index("repeats")
+    by_word = {}
+    for t, w in enumerate(inputs.word_of_token):
+        start, end = inputs.words[w]
+        by_word.setdefault(text[start:end], int(inputs.features[t, column]))
+    # 1 = not a content word, 2 = once, 3 = twice, 4 = three times or more (case and plural aside).
+    assert [by_word[w] for w in ("Neural", "networks", "learn", "A", "the", "of")] == [4, 4, 2, 1, 1, 1]
 
 
 @settings(max_examples=60, deadline=None)
