@@ -54,6 +54,7 @@ from service.models import (
     start_batcher,
 )
 from service.pairing import pair_acronyms
+from service.reload import Reloader
 from service.settings import Settings
 from service.ui import UI_ROUTES, install_ui
 
@@ -61,7 +62,10 @@ log = logging.getLogger("aligntag.app")
 request_log = logging.getLogger("aligntag.request")
 
 MODEL_ROUTES = ("/tag", "/acronyms")
-KNOWN_ROUTES = frozenset({*MODEL_ROUTES, "/health", "/ready", "/metrics", "/info", "/docs", "/openapi.json"})
+ADMIN_ROUTES = ("/admin/reload",)  # behind the API key when one is set
+KNOWN_ROUTES = frozenset(
+    {*MODEL_ROUTES, *ADMIN_ROUTES, "/health", "/ready", "/metrics", "/info", "/docs", "/openapi.json"}
+)
 KNOWN_ROUTES |= UI_ROUTES  # the page at /, its files and the offline docs (service/ui.py)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # echoed only if harmless in a header and a log
 STATUS_CLIENT_GONE = 499  # nginx's code for "client closed request"; never sent, only counted
@@ -281,7 +285,11 @@ class RequestGuard:
             return
         path, method = scope["path"], scope["method"]
         model_post = method == "POST" and path in MODEL_ROUTES
-        protected = model_post or (self.settings.protect_metrics and path in ("/metrics", "/info"))
+        protected = (
+            model_post
+            or path in ADMIN_ROUTES
+            or (self.settings.protect_metrics and path in ("/metrics", "/info"))
+        )
         try:
             self._check_header_size(scope["headers"])
             if protected and self.api_key is not None:
@@ -367,6 +375,7 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
     factory = runtime_factory if runtime_factory is not None else onnx_runtime_factory
     metrics = Metrics()
     models: dict[str, Model] = {task: Model(task=task) for task in TASKS}
+    reloader = Reloader(models, settings, factory, metrics)  # new versions without a restart
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -380,7 +389,9 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
             log.error("not ready: " + "; ".join(f"{m.task}: {m.reason}" for m in failed))
         else:
             log.info("ready", extra={"fields": {"models": {m.task: m.version for m in loaded}}})
+        await reloader.start()
         yield
+        await reloader.close()
         for model in models.values():
             if model.batcher is not None:
                 await model.batcher.stop()
@@ -396,6 +407,7 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.models = models
+    app.state.reloader = reloader
     install_handlers(app)
     install_ui(app)
     app.add_middleware(RequestGuard, settings=settings)
@@ -493,7 +505,9 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
     async def info() -> dict[str, Any]:
         return {
             "service": {"version": __version__},
-            "models": {task: describe(model) for task, model in models.items()},
+            "models": {
+                task: {**describe(model), "reload": reloader.describe(task)} for task, model in models.items()
+            },
             "limits": {
                 "max_chars_per_text": settings.max_chars_per_text,
                 "max_texts_per_request": settings.max_texts_per_request,
@@ -507,6 +521,11 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
                 "protect_metrics": settings.protect_metrics,
             },
         }
+
+    @app.post("/admin/reload", summary="Serve each task's newest complete version now (no restart)",
+              responses={401: {"model": ErrorResponse}})  # fmt: skip
+    async def admin_reload() -> dict[str, Any]:
+        return {"models": await reloader.reload("admin")}
 
     return app
 

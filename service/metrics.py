@@ -102,5 +102,19 @@ class Metrics:
             registry=r,
         )
 
+        self.model_reloads = Counter(
+            "aligntag_model_reloads",
+            "Attempts to serve a new version of a task: swapped (now serving it) or refused "
+            "(the old version keeps serving; the reason is in the log and in /info).",
+            ["task", "outcome"],
+            registry=r,
+        )
+        self.model_reload_refused = Gauge(
+            "aligntag_model_reload_refused",
+            "1 while the newest version of the task was refused at its last reload, else 0.",
+            ["task"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -56,10 +56,16 @@ class Model:
     batcher: Batcher | None = None
     window: int = 0
     overlap: int = 0
+    active: int = 0  # `predict` calls using this model now; a replaced model drains to 0 (reload.py)
 
     @property
     def version(self) -> str:
         return self.artifact.version if self.artifact else ""
+
+
+def pinned_version(task: str, settings: Settings) -> str | None:
+    """The version directory a setting pins for `task` (ALIGNTAG_<TASK>_VERSION), or None = newest."""
+    return settings.concepts_version if task == "concepts" else settings.acronyms_version
 
 
 def load_model(task: str, settings: Settings, factory: RuntimeFactory) -> Model:
@@ -67,8 +73,9 @@ def load_model(task: str, settings: Settings, factory: RuntimeFactory) -> Model:
     served is returned `failed` with the reason, and the service stays up to report it."""
     model = Model(task=task)
     try:
-        version = settings.concepts_version if task == "concepts" else settings.acronyms_version
-        artifact = load_artifact(settings.artifacts_dir, task, version, settings.onnx_file)
+        artifact = load_artifact(
+            settings.artifacts_dir, task, pinned_version(task, settings), settings.onnx_file
+        )
         try:
             model.window, model.overlap = settings.window_for(artifact.max_positions)
         except ValueError as e:
@@ -137,7 +144,21 @@ async def predict(
 ) -> list[list[Span]]:  # fmt: skip
     if model.status != "ready" or model.artifact is None or model.batcher is None:
         raise ModelUnavailable(f"the {model.task} model is not available: {model.reason}")
-    artifact, batcher = model.artifact, model.batcher
+    # Counted from here, before the first await: a reload that swaps this model out while the
+    # request runs waits for it to finish on this model's batcher before closing it.
+    model.active += 1
+    try:
+        return await _predict(
+            model, model.artifact, model.batcher, texts, min_score, metrics, timings, receive
+        )
+    finally:
+        model.active -= 1
+
+
+async def _predict(
+    model: Model, artifact: Artifact, batcher: Batcher, texts: Sequence[str], min_score: float,
+    metrics: Metrics, timings: RequestTimings, receive: Receive,
+) -> list[list[Span]]:  # fmt: skip
     batcher.refuse_if_full()
 
     started = time.perf_counter()

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
         description="Serve this ONNX file (e.g. model.onnx) instead of the manifest's serve.onnx_file.",
     )
 
+    reload_poll_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Look for a new version directory every this many seconds and serve it without "
+        "a restart (as POST /admin/reload does); 0 = off.",
+    )
+
     # --- ONNX Runtime
     intra_op_threads: int = Field(
         default=0, ge=0, description="Threads inside one operator; 0 = ONNX Runtime default."
