@@ -7,12 +7,11 @@ real subprocess on it.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testlib import data_dir, free_port, start_service, wait_ready
+from testlib import data_dir, serving
 
 
 @pytest.fixture(scope="session")
@@ -43,15 +42,5 @@ def tiny_artifacts_dir(tiny_build_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def running_service(tiny_artifacts_dir: Path) -> Iterator[str]:
     """Base URL of a real service process serving the tiny artifacts."""
-    port = free_port()
-    proc = start_service(tiny_artifacts_dir, port)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, proc)
+    with serving(tiny_artifacts_dir, tiny_artifacts_dir.parent / "running-service.log") as base_url:
         yield base_url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()

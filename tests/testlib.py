@@ -10,7 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -28,8 +31,13 @@ def free_port() -> int:
 
 
 def start_service(
-    artifacts_dir: Path, port: int, extra_env: dict[str, str] | None = None, args: list[str] | None = None
+    artifacts_dir: Path,
+    port: int,
+    extra_env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    log: IO[str] | None = None,
 ) -> subprocess.Popen:
+    """The service as a subprocess; its log on a pipe the caller reads, or into `log`."""
     env = {
         **os.environ,
         "ALIGNTAG_ARTIFACTS_DIR": str(artifacts_dir),
@@ -41,10 +49,32 @@ def start_service(
         args or [sys.executable, "-m", "service"],
         cwd=REPO_ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log or subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@contextmanager
+def serving(artifacts_dir: Path, log_path: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Base URL of a ready service process, stopped at exit. Its log goes to `log_path`: a
+    long-lived service logging into a pipe that nobody reads blocks once the pipe is full."""
+    port = free_port()
+    with log_path.open("w") as log:
+        proc = start_service(artifacts_dir, port, extra_env, log=log)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_ready(base_url, proc)
+        except (RuntimeError, TimeoutError) as e:
+            raise RuntimeError(f"{e}\n{log_path.read_text()[-4000:]}") from e
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from cdp_browser import Browser
-from testlib import free_port, start_service, wait_ready
+from testlib import serving
 
 # Astral characters (an emoji, a mathematical double-struck A) before and between the spans: a
 # page that used the API's code-point offsets as UTF-16 indices would highlight the wrong text.
@@ -185,15 +185,9 @@ def test_page_escapes_markup(running_service: str, browser: Browser) -> None:
 
 @pytest.fixture(scope="module")
 def keyed_service(tiny_artifacts_dir: Path) -> Iterator[str]:
-    port = free_port()
-    proc = start_service(tiny_artifacts_dir, port, extra_env={"ALIGNTAG_API_KEY": "page-s3cret"})
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, proc)
+    log = tiny_artifacts_dir.parent / "keyed-service.log"
+    with serving(tiny_artifacts_dir, log, extra_env={"ALIGNTAG_API_KEY": "page-s3cret"}) as base_url:
         yield base_url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_page_sends_the_api_key(keyed_service: str, browser: Browser) -> None:
