@@ -114,9 +114,18 @@ def _tiny() -> BuildConfig:
         model=ModelConfig(hidden=64, layers=2, heads=2, intermediate=128, max_positions=64, dropout=0.0),
         pretrain=PretrainConfig(steps=30, batch_size=8, seq_len=64, checkpoint_every=10, lr=2e-3),
         # Enough finetuning for the test model to tag: it learns to read the rules' features, so
-        # the tests' sentences get concept spans and paired acronyms (seconds on 2 cores).
+        # the tests' sentences get concept spans and paired acronyms (seconds on 2 cores). With
+        # feature version 2, 160 examples and ~150 steps left it missing digit-bearing short forms
+        # (T2DM, BRCA1) in some builds; 400 examples and at least 300 steps did not.
         finetune=FinetuneConfig(
-            max_examples=160, epochs=8, patience=8, batch_size=8, seq_len=64, lr=2e-3, eval_max_examples=40
+            max_examples=400,
+            epochs=8,
+            min_steps=300,
+            patience=8,
+            batch_size=8,
+            seq_len=64,
+            lr=2e-3,
+            eval_max_examples=40,
         ),
     )
 

@@ -49,7 +49,7 @@ def test_tiny_build_publishes_a_complete_artifact(tiny_artifacts_dir: Path, task
     assert manifest["pretraining"]["recipe"] == "aligned"
     assert manifest["pretraining"]["objectives"] == ["mlm", "concepts", "acronyms"]
     assert manifest["finetuning"]["zero_shot"] is False
-    assert manifest["finetuning"]["examples"] == 160
+    assert manifest["finetuning"]["examples"] == 400
     assert manifest["export"]["max_abs_diff_vs_torch"] <= 1e-3
     assert manifest["serve"]["onnx_file"] in ("model.onnx", "model.int8.onnx")
     # The tiny test model tags: its acronym head reads the rules' features (a real F1, not 0).
@@ -75,7 +75,7 @@ def test_onnx_graph_has_contract_io(tiny_artifacts_dir: Path, name: str) -> None
     assert (out.name, out.type, out.shape[:2]) == ("logits", "tensor(float)", ["batch", "sequence"])
     ids = np.array([[5, 6, 7, 8, 9], [5, 6, 7, 0, 0]], dtype=np.int64)
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=np.int64)
-    features = np.ones((2, 5, 4), dtype=np.int64) * mask[..., None]
+    features = np.ones((2, 5, len(FEATURE_NAMES)), dtype=np.int64) * mask[..., None]
     (logits,) = session.run(None, {"input_ids": ids, "attention_mask": mask, "features": features})
     assert logits.shape == (2, 5, len(ACRONYM_LABELS)) and logits.dtype == np.float32
     # The mask hides padding: the padded row's real tokens get the logits of the same three

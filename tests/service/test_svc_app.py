@@ -25,6 +25,7 @@ from svc_helpers import (
 
 from service.app import create_app
 from service.settings import Settings
+from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION
 
 
 def error(response: httpx.Response) -> tuple[int, str, str]:
@@ -220,7 +221,7 @@ def test_a_model_needing_features_the_service_lacks_is_refused_at_start(
     client = make_client(artifacts_dir=artifacts_copy)
     expected = (
         f"{manifest_path}: the model needs features version 99 ['word_shape', 'pos_tag']; this service "
-        "computes version 1 ['word_shape', 'word_start', 'acronym_rule', 'phrase_rule']: serve it with "
+        f"computes version {FEATURE_VERSION} {list(FEATURE_NAMES)}: serve it with "
         "the aligntag release that built it, or rebuild it"
     )
     assert error(client.get("/ready")) == (503, "not_ready", f"acronyms: {expected}")
