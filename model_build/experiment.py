@@ -235,7 +235,7 @@ class ArmData:
     data_fp: str
 
 
-def prepare_data(cfg: BuildConfig, data_dir: Path, exp_dir: Path) -> tuple[dict[str, ArmData], Path, str]:
+def prepare_data(cfg: BuildConfig, data_dir: Path, exp_dir: Path) -> tuple[dict[str, ArmData], Path]:
     """Both corpora, the one tokenizer (trained on the transfer corpus) and every token stream."""
     from model_build.pipeline import PretrainingText, Stages
 
@@ -245,20 +245,15 @@ def prepare_data(cfg: BuildConfig, data_dir: Path, exp_dir: Path) -> tuple[dict[
     full = Stages(cfg, data_dir, exp_dir / "full")
     transfer_text = transfer.pretraining_text()
     full_corpus_dir, full_corpus_fp = full.corpus()
-    texts = {
-        "transfer": (transfer, transfer_text),
-        "full": (full, replace(transfer_text, corpus_dir=full_corpus_dir, corpus_fp=full_corpus_fp)),
-    }
+    full_text = PretrainingText(
+        full_corpus_dir, full_corpus_fp, transfer_text.tokenizer_path, transfer_text.tokenizer_fp
+    )
     data: dict[str, ArmData] = {}
-    for corpus, (stages, text) in texts.items():
-        assert isinstance(text, PretrainingText)
+    for corpus, stages, text in (("transfer", transfer, transfer_text), ("full", full, full_text)):
         stages.token_streams(text)
-        streams = {
-            split: str(stages.work_dir / f"tokens-{split}-{text.streams_fp}.npz")
-            for split in ("train", "valid")
-        }
+        streams = {split: str(stages.stream_path(text, split)) for split in ("train", "valid")}
         data[corpus] = ArmData(corpus, streams, text.streams_fp)
-    return data, transfer_text.tokenizer_path, transfer_text.tokenizer_fp
+    return data, transfer_text.tokenizer_path
 
 
 def pretrain_jobs(
@@ -377,7 +372,7 @@ def run_experiment(
     cfg = get_config(exp.config)
     data_dir = data_dir or default_data_dir()
     exp_dir = (work_dir or Path("build") / "experiment") / "experiment"
-    data, tokenizer, _ = prepare_data(cfg, data_dir, exp_dir)
+    data, tokenizer = prepare_data(cfg, data_dir, exp_dir)
     t_data = time.monotonic() - t_start
     vocab = load_tokenizer(tokenizer).get_vocab_size()
 
@@ -395,8 +390,13 @@ def run_experiment(
     runs_dir = exp_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     planned = finetune_jobs(exp, pretrained, tokenizer, data_dir, runs_dir)
-    results = [r for j in planned if (r := _saved(Path(j["out"]), j["fingerprint"])) is not None]
-    todo = [j for j in planned if _saved(Path(j["out"]), j["fingerprint"]) is None]
+    results, todo = [], []
+    for job in planned:  # each saved run read once: reused when its fingerprint matches, else redone
+        saved = _saved(Path(job["out"]), job["fingerprint"])
+        if saved is None:
+            todo.append(job)
+        else:
+            results.append(saved)
     print(f"experiment: {len(planned)} finetuning runs, {len(planned) - len(todo)} already done")
     for result in _run_pool(_finetune_run, todo, exp.workers, deadline, "finetune+eval runs"):
         results.append(result)

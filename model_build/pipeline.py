@@ -128,12 +128,15 @@ class Stages:
             split: tokenize_corpus(
                 iter_documents(text.corpus_dir, split),
                 text.tokenizer_path,
-                self.work_dir / f"tokens-{split}-{text.streams_fp}.npz",
+                self.stream_path(text, split),
             )
             for split in ("train", "valid")
         }
         self._timed("tokenize", t0)
         return streams
+
+    def stream_path(self, text: PretrainingText, split: str) -> Path:
+        return self.work_dir / f"tokens-{split}-{text.streams_fp}.npz"
 
     def prepare_pretraining_data(self) -> None:
         """Corpus, tokenizer and token streams: everything pretraining reads."""
