@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from bench.torch_runtime import TorchRuntime, check_same_weights, checkpoint_path
 from service.__main__ import exit_cleanly
-from service.artifacts import TASKS, Artifact, load_artifact
+from service.artifacts import BUILTIN_TASKS, Artifact, load_artifact
 from service.pairing import pair_acronyms
 from service.tagging import Span, plan_windows, tag_text
 from textfeatures.features import encode_texts, pad_batch, window
@@ -61,7 +61,7 @@ class NaiveModel:
 
 
 def create_naive_app(artifacts_dir: Path, build_dir: Path) -> FastAPI:
-    models = {task: NaiveModel(load_artifact(artifacts_dir, task), build_dir) for task in TASKS}
+    models = {task: NaiveModel(load_artifact(artifacts_dir, task), build_dir) for task in BUILTIN_TASKS}
     app = FastAPI(title="aligntag naive baseline")
 
     def ref(task: str) -> dict[str, str]:
@@ -96,7 +96,7 @@ def create_naive_app(artifacts_dir: Path, build_dir: Path) -> FastAPI:
 
     @app.get("/ready")
     def ready() -> dict:
-        return {"status": "ready", "models": {task: ref(task)["version"] for task in TASKS}}
+        return {"status": "ready", "models": {task: ref(task)["version"] for task in BUILTIN_TASKS}}
 
     return app
 

@@ -22,18 +22,19 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, model_validator
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.artifacts import TASKS
+from service.artifacts import BUILTIN_TASKS
 from service.errors import (
     ClientDisconnected,
     HeadersTooLarge,
     LimitExceeded,
+    NotFound,
     PayloadTooLarge,
     ServiceError,
     Unauthorized,
@@ -62,6 +63,8 @@ log = logging.getLogger("aligntag.app")
 request_log = logging.getLogger("aligntag.request")
 
 MODEL_ROUTES = ("/tag", "/acronyms")
+TASK_ROUTE = "/tasks/{task}"  # POST /tasks/<task>: every task, built-in or user (docs/service.md)
+TASK_PATH = re.compile(r"/tasks/[^/]+")
 ADMIN_ROUTES = ("/admin/reload",)  # behind the API key when one is set
 KNOWN_ROUTES = frozenset(
     {*MODEL_ROUTES, *ADMIN_ROUTES, "/health", "/ready", "/metrics", "/info", "/docs", "/openapi.json"}
@@ -69,6 +72,19 @@ KNOWN_ROUTES = frozenset(
 KNOWN_ROUTES |= UI_ROUTES  # the page at /, its files and the offline docs (service/ui.py)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # echoed only if harmless in a header and a log
 STATUS_CLIENT_GONE = 499  # nginx's code for "client closed request"; never sent, only counted
+
+
+def route_of(path: str) -> str | None:
+    """The route a path belongs to, for the metrics and the log (`/tasks/{task}` for every task: a
+    label per requested name would let clients grow the series without bound); None = unknown."""
+    if path in KNOWN_ROUTES:
+        return path
+    return TASK_ROUTE if TASK_PATH.fullmatch(path) else None
+
+
+def is_model_route(path: str) -> bool:
+    """Routes that run a model: their POST bodies are guarded and they count as in flight."""
+    return path in MODEL_ROUTES or TASK_PATH.fullmatch(path) is not None
 
 
 # --------------------------------------------------------------------------------------------
@@ -124,6 +140,27 @@ class TagBatchResponse(BaseModel):
     model: ModelRef
 
 
+class LabelledSpanOut(BaseModel):
+    text: str
+    start: int = Field(description="Python string index (code points) of the first character.")
+    end: int = Field(description="End, exclusive: text == input[start:end].")
+    label: str = Field(description="The span label (one of the task's span labels in /info).")
+    score: float
+
+
+class TaskSpans(BaseModel):
+    spans: list[LabelledSpanOut]
+
+
+class TaskResponse(TaskSpans):
+    model: ModelRef
+
+
+class TaskBatchResponse(BaseModel):
+    results: list[TaskSpans]
+    model: ModelRef
+
+
 class AcronymOut(SpanOut):
     long_form: SpanOut | None
 
@@ -166,6 +203,8 @@ ERROR_STATUSES = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": description} for code, description in ERROR_STATUSES.items()
 }
+# POST /tasks/{task} answers one more: a task the service does not know.
+TASK_NOT_FOUND = "not_found: no such task; the message lists the known tasks."
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,7 +242,7 @@ class RequestContext:
         )
         scope["aligntag"] = state
         path = scope["path"]
-        route = path if path in KNOWN_ROUTES else "other"  # raw unknown paths would explode cardinality
+        route = route_of(path) or "other"  # raw unknown paths would explode cardinality
         status = 500
         response_started = False
 
@@ -216,7 +255,7 @@ class RequestContext:
                 headers["Server-Timing"] = server_timing(state, time.perf_counter())
             await send(message)
 
-        counts_in_flight = path in MODEL_ROUTES
+        counts_in_flight = is_model_route(path)
         if counts_in_flight:
             self.metrics.in_flight.inc()
         try:
@@ -249,7 +288,7 @@ class RequestContext:
             "chars": state.chars,
             "batch_size": state.timings.batch_size,
         }
-        if route == "other":
+        if route in ("other", TASK_ROUTE):
             fields["path"] = scope["path"][:200]
         if self.settings.log_requests_text and state.texts:
             fields["texts"] = state.texts
@@ -284,7 +323,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
-        model_post = method == "POST" and path in MODEL_ROUTES
+        model_post = method == "POST" and is_model_route(path)
         protected = (
             model_post
             or path in ADMIN_ROUTES
@@ -374,21 +413,24 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
     settings = settings or Settings()
     factory = runtime_factory if runtime_factory is not None else onnx_runtime_factory
     metrics = Metrics()
-    models: dict[str, Model] = {task: Model(task=task) for task in TASKS}
+    # Task -> model, the built-in tasks first; user tasks are added by the lifespan and by reloads.
+    models: dict[str, Model] = {task: Model(task=task) for task in BUILTIN_TASKS}
     reloader = Reloader(models, settings, factory, metrics)  # new versions without a restart
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loaded = await asyncio.gather(*(asyncio.to_thread(load_model, t, settings, factory) for t in TASKS))
+        tasks = await reloader.tasks()
+        loaded = await asyncio.gather(*(asyncio.to_thread(load_model, t, settings, factory) for t in tasks))
         for model in loaded:
             models[model.task] = model
             if model.status == "ready":
                 start_batcher(model, settings, metrics)
-        failed = [m for m in loaded if m.status != "ready"]
+        # Each failure was logged by load_model; a user task's does not make the service unready.
+        failed = [m for m in loaded if m.status != "ready" and m.builtin]
         if failed:
             log.error("not ready: " + "; ".join(f"{m.task}: {m.reason}" for m in failed))
         else:
-            log.info("ready", extra={"fields": {"models": {m.task: m.version for m in loaded}}})
+            log.info("ready", extra={"fields": {"models": {m.task: m.version or m.status for m in loaded}}})
         await reloader.start()
         yield
         await reloader.close()
@@ -440,7 +482,9 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
         state.chars = sum(len(t) for t in texts)
         if settings.log_requests_text:
             state.texts = texts
-        model = models[task]
+        model = models.get(task)
+        if model is None:
+            raise NotFound(f"no task {task!r}; known tasks: {', '.join(models)}")
         spans = await predict(model, texts, body.min_score, metrics, state.timings, request.receive)
         return model, texts, spans
 
@@ -481,18 +525,46 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
         content = {**results[0]} if body.text is not None else {"results": results}
         return JSONResponse({**content, "model": model_ref(model)})
 
+    @app.post(
+        TASK_ROUTE,
+        response_model=None,
+        responses={
+            200: {"model": TaskResponse | TaskBatchResponse},
+            **ERROR_RESPONSES,
+            404: {"model": ErrorResponse, "description": TASK_NOT_FOUND},
+        },
+        summary="Tag the spans of any task (built-in or user), with their labels",
+    )
+    async def task_spans(
+        request: Request,
+        body: TextsRequest,
+        task: str = Path(description="A task name as listed in GET /info, e.g. concepts or methods."),
+    ) -> Response:
+        # The raw spans of the task's model with their labels: for acronyms, short and long forms
+        # unpaired (POST /acronyms pairs them).
+        model, texts, spans = await run_model(request, body, task)
+        results = [
+            {"spans": [s.as_json(text, with_label=True) for s in found]}
+            for text, found in zip(texts, spans, strict=True)
+        ]
+        content = {**results[0]} if body.text is not None else {"results": results}
+        return JSONResponse({**content, "model": model_ref(model)})
+
     @app.get("/health", summary="Liveness: the process answers (no model work)")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="Readiness: both models loaded, verified and warmed up",
+    @app.get("/ready", summary="Readiness: the built-in models loaded, verified and warmed up",
              responses={503: {"model": ErrorResponse}})  # fmt: skip
     async def ready() -> Response:
-        not_ready = [m for m in models.values() if m.status != "ready"]
-        if not_ready:
-            message = "; ".join(f"{m.task}: {m.reason}" for m in not_ready)
+        # Ready = the built-in tasks serve: a broken user task must not take the service out of a
+        # load balancer's rotation. It is listed with its reason in `unavailable` (and in /info).
+        not_ready = {m.task: m.reason for m in models.values() if m.status != "ready"}
+        if any(task in BUILTIN_TASKS for task in not_ready):
+            message = "; ".join(f"{task}: {reason}" for task, reason in not_ready.items())
             return JSONResponse(error_body("not_ready", message), status_code=503)
-        return JSONResponse({"status": "ready", "models": {m.task: m.version for m in models.values()}})
+        serving = {m.task: m.version for m in models.values() if m.status == "ready"}
+        return JSONResponse({"status": "ready", "models": serving, "unavailable": not_ready})
 
     @app.get("/metrics", summary="Prometheus metrics (text format)", response_class=Response)
     async def metrics_endpoint() -> Response:
@@ -501,7 +573,7 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
             metrics.queue_depth.labels(task).set(depth)
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/info", summary="Both manifests, served ONNX files and the service limits")
+    @app.get("/info", summary="Every task: status, version, span labels, manifest; the service limits")
     async def info() -> dict[str, Any]:
         return {
             "service": {"version": __version__},
@@ -531,11 +603,14 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
 
 
 def describe(model: Model) -> dict[str, Any]:
+    route = {"builtin": model.builtin, "route": f"/tasks/{model.task}"}
     if model.artifact is None:
-        return {"status": model.status, "reason": model.reason}
+        return {"status": model.status, "reason": model.reason, **route}
     manifest = {k: v for k, v in model.artifact.manifest.items() if k != "files"}
     return {
         "status": model.status,
+        **route,
+        "span_labels": model.span_labels,
         "version": model.artifact.version,
         "onnx_file": model.artifact.onnx_path.name,
         "window_tokens": model.window,

@@ -1,4 +1,5 @@
-"""Find and verify one task's artifact version directory (docs/contracts.md section 3).
+"""Find the served tasks, and find and verify one task's artifact version directory
+(docs/contracts.md section 3).
 
 The service trusts nothing it has not checked: the manifest's schema version, the task, the
 sha256 of every file the manifest lists, the label list (section 2) and the tokenizer. Any
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,11 +24,14 @@ from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION
 
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
-TASKS = ("concepts", "acronyms")
-TASK_LABELS: dict[str, list[str]] = {
+BUILTIN_TASKS = ("concepts", "acronyms")  # always served, with their own routes /tag and /acronyms
+BUILTIN_LABELS: dict[str, list[str]] = {
     "concepts": ["O", "B-concept", "I-concept"],
     "acronyms": ["O", "B-short", "I-short", "B-long", "I-long"],
 }
+# A user task's name is its directory's name, a URL path segment (/tasks/<task>) and a metric label.
+TASK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+SPAN_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 
 
 class ArtifactError(Exception):
@@ -73,6 +78,37 @@ def _created(path: Path) -> datetime:
         raise ArtifactError(f"{path}: 'created' is not an ISO 8601 time: {created!r}") from e
 
 
+def has_complete_version(task_dir: Path) -> bool:
+    """Whether some version directory of `task_dir` holds its manifest (written last)."""
+    try:
+        return any(d.is_dir() and (d / MANIFEST).is_file() for d in task_dir.iterdir())
+    except OSError:  # not a directory, vanished, unreadable: nothing to serve from it
+        return False
+
+
+def find_tasks(artifacts_dir: Path) -> tuple[list[str], list[str]]:
+    """(user tasks, ignored directories): the directories of `artifacts_dir` other than the
+    built-in tasks' that hold a complete version, sorted; those whose name is not a task name
+    (TASK_NAME) are ignored. Hidden names (`.staging-x`) are neither."""
+    try:
+        entries = sorted(artifacts_dir.iterdir())
+    except OSError:  # the built-in tasks report a missing artifact directory
+        return [], []
+    tasks: list[str] = []
+    ignored: list[str] = []
+    for entry in entries:
+        if entry.name in BUILTIN_TASKS or entry.name.startswith(".") or not has_complete_version(entry):
+            continue
+        (tasks if TASK_NAME.fullmatch(entry.name) else ignored).append(entry.name)
+    return tasks, ignored
+
+
+def version_setting(task: str) -> str:
+    """The settings that pin a task's version (docs/service.md, Settings), for messages."""
+    general = f"ALIGNTAG_TASK_VERSIONS[{task!r}]"
+    return f"ALIGNTAG_{task.upper()}_VERSION or {general}" if task in BUILTIN_TASKS else general
+
+
 def find_version_dir(artifacts_dir: Path, task: str, version: str | None) -> Path:
     """The named version, or the complete version (manifest present) with the newest `created`."""
     task_dir = artifacts_dir / task
@@ -80,7 +116,7 @@ def find_version_dir(artifacts_dir: Path, task: str, version: str | None) -> Pat
         chosen = task_dir / version
         if not (chosen / MANIFEST).is_file():
             raise ArtifactError(
-                f"{chosen / MANIFEST}: not found (ALIGNTAG_{task.upper()}_VERSION={version}); "
+                f"{chosen / MANIFEST}: not found ({version_setting(task)} = {version!r}); "
                 "name a complete version directory or unset the setting"
             )
         return chosen
@@ -174,11 +210,45 @@ def _check_features(manifest_path: Path, features: object) -> bool:
     return True
 
 
+def span_labels(labels: list[str]) -> list[str]:
+    """The span labels of a head's label list (`["O", "B-short", "I-short", ...]` -> `["short"]`)."""
+    return [name[2:] for name in labels[1::2]]
+
+
 def _read_labels(path: Path, task: str) -> list[str]:
     try:
         labels = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{path}: unreadable ({e})") from e
-    if labels != TASK_LABELS[task]:
-        raise ArtifactError(f"{path}: labels {labels!r}, expected {TASK_LABELS[task]!r} for task {task}")
+    problem = labels_problem(labels)
+    if problem:
+        raise ArtifactError(f"{path}: {problem}")
+    if task in BUILTIN_LABELS and labels != BUILTIN_LABELS[task]:
+        raise ArtifactError(f"{path}: labels {labels!r}, expected {BUILTIN_LABELS[task]!r} for task {task}")
     return list(labels)
+
+
+def labels_problem(labels: object) -> str | None:
+    """What is wrong with a labels.json list (section 3: "O", then B-x, I-x pairs of distinct
+    labels x), or None. Decoding reads the B-/I- pairing from the names, so a list that breaks
+    it would decode into spans the model never meant."""
+    if not isinstance(labels, list) or not all(isinstance(name, str) for name in labels):
+        return f"labels must be a JSON list of strings, got {labels!r}"
+    if not labels:
+        return 'an empty list; expected "O" then a B-x, I-x pair for each span label x'
+    if labels[0] != "O":
+        return f'the first label must be "O", got {labels[0]!r}'
+    if len(labels) < 3 or len(labels) % 2 == 0:
+        return f'{len(labels)} labels: expected "O" then a B-x, I-x pair for each span label x'
+    seen: set[str] = set()
+    for i in range(1, len(labels), 2):
+        begin, inside = labels[i], labels[i + 1]
+        label = begin[2:]
+        if not begin.startswith("B-") or not SPAN_LABEL.fullmatch(label):
+            return f"label {i} must be B-<label> with <label> matching {SPAN_LABEL.pattern}, got {begin!r}"
+        if inside != f"I-{label}":
+            return f"label {i + 1} must be {'I-' + label!r} (after {begin!r}), got {inside!r}"
+        if label in seen:
+            return f"span label {label!r} appears twice"
+        seen.add(label)
+    return None

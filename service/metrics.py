@@ -84,7 +84,9 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "aligntag_in_flight_requests", "POST /tag and /acronyms requests being processed.", registry=r
+            "aligntag_in_flight_requests",
+            "POST /tag, /acronyms and /tasks/{task} requests being processed.",
+            registry=r,
         )
         self.queue_depth = Gauge(
             "aligntag_queue_depth", "Requests waiting in the model's queue.", ["model"], registry=r

@@ -1,4 +1,4 @@
-"""The two served models: loading (verify, session, warm-up) and one prediction end to end.
+"""The served models, one per task: loading (verify, session, warm-up) and one prediction end to end.
 
 `predict` is the only path from a handler to a model: tokenize + window here, then the batcher,
 then merge + decode here. Handlers never see the ONNX Runtime session.
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from service.artifacts import Artifact, ArtifactError, load_artifact
+from service.artifacts import BUILTIN_TASKS, Artifact, ArtifactError, load_artifact, span_labels
 from service.batcher import Batcher, JobResult
 from service.errors import ClientDisconnected, ModelUnavailable
 from service.metrics import Metrics
@@ -62,10 +62,19 @@ class Model:
     def version(self) -> str:
         return self.artifact.version if self.artifact else ""
 
+    @property
+    def builtin(self) -> bool:
+        return self.task in BUILTIN_TASKS
+
+    @property
+    def span_labels(self) -> list[str]:
+        return span_labels(self.artifact.labels) if self.artifact else []
+
 
 def pinned_version(task: str, settings: Settings) -> str | None:
-    """The version directory a setting pins for `task` (ALIGNTAG_<TASK>_VERSION), or None = newest."""
-    return settings.concepts_version if task == "concepts" else settings.acronyms_version
+    """The version directory a setting pins for `task` (ALIGNTAG_TASK_VERSIONS, where
+    ALIGNTAG_CONCEPTS_VERSION / ALIGNTAG_ACRONYMS_VERSION land too), or None = newest."""
+    return settings.task_versions.get(task)
 
 
 def load_model(task: str, settings: Settings, factory: RuntimeFactory) -> Model:

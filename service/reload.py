@@ -19,6 +19,11 @@ that listing has changed since the last reload and then stayed the same for one 
 so that a version directory still being copied in is left alone until the copy has finished.
 A refused version is tried again by the watch only when its files change, and by every
 `POST /admin/reload`.
+
+New tasks: both the reload and the watch look for task directories that hold a complete version
+(`artifacts.find_tasks`) and serve a new one as a task that was not serving yet (the watch, once
+its listing has stayed the same for one interval). A task is never dropped: a task directory that
+disappears leaves its model serving, and its next reload is refused.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.artifacts import ArtifactError, find_version_dir
+from service.artifacts import BUILTIN_TASKS, TASK_NAME, ArtifactError, find_tasks, find_version_dir
 from service.metrics import Metrics
 from service.models import Model, RuntimeFactory, load_model, pinned_version, start_batcher
 from service.settings import Settings
@@ -78,22 +83,38 @@ class Reloader:
         self._watch: asyncio.Task[None] | None = None
         self._seen: dict[str, Signature] = {}  # listing at the last reload (or at start)
         self._pending: dict[str, Signature | None] = {}  # a new listing waiting to settle
-        for task in models:
-            metrics.model_reload_refused.labels(task).set(0)
+        self._ignored: set[str] = set()  # directories already logged as not a task name
 
     def task_dir(self, task: str) -> Path:
         return self.settings.artifacts_dir / task
+
+    async def tasks(self) -> list[str]:
+        """Every task to serve: the built-in ones, the ones known already, each user task
+        directory holding a complete version, and the user tasks a setting pins (so that a pin
+        naming a missing task is reported, not ignored)."""
+        # Only the file system reads go to a thread: `self.models` changes in the event loop.
+        found, ignored = await asyncio.to_thread(find_tasks, self.settings.artifacts_dir)
+        for name in sorted(set(ignored) - self._ignored):
+            log.warning(
+                "ignoring %s: not a task name (%s)", self.task_dir(name), TASK_NAME.pattern,
+                extra={"fields": {"directory": str(self.task_dir(name))}},
+            )  # fmt: skip
+        self._ignored |= set(ignored)
+        users = {*found, *self.settings.task_versions, *self.models} - set(BUILTIN_TASKS)
+        return [*BUILTIN_TASKS, *sorted(users)]
 
     # ----------------------------------------------------------------------------------------
     # Reload
 
     async def reload(self, trigger: str = "admin") -> dict[str, dict[str, Any]]:
-        """Reload every task, one after the other; what happened to each."""
+        """Reload every task (new task directories included), one after the other; what happened
+        to each."""
         async with self._lock:
-            return {task: await self._reload_task(task, trigger) for task in list(self.models)}
+            tasks = await self.tasks()
+            return {task: await self._reload_task(task, trigger) for task in tasks}
 
     async def _reload_task(self, task: str, trigger: str) -> dict[str, Any]:
-        current = self.models[task]
+        current = self.models.setdefault(task, Model(task=task))  # a new task: nothing served yet
         listing = await asyncio.to_thread(task_signature, self.task_dir(task))
         try:
             chosen = await asyncio.to_thread(
@@ -182,6 +203,7 @@ class Reloader:
         for task in self.models:
             self._seen[task] = await asyncio.to_thread(task_signature, self.task_dir(task))
             self._pending[task] = None
+            self.metrics.model_reload_refused.labels(task).set(0)
         if self.settings.reload_poll_seconds > 0:
             self._watch = asyncio.get_running_loop().create_task(self._watch_loop(), name="reload-watch")
 
@@ -195,7 +217,12 @@ class Reloader:
     async def _watch_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_poll_seconds)
-            for task in list(self.models):
+            try:
+                tasks = await self.tasks()
+            except Exception:  # a bug must not end the watch
+                log.exception("reload watch could not list the tasks")
+                continue
+            for task in tasks:  # a new task has no listing seen: it is polled like a changed one
                 try:
                     await self._poll(task)
                 except Exception:  # a bug must not end the watch

@@ -8,11 +8,14 @@ need the model (the window against the model's `max_positions`) run when the mod
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.artifacts import TASK_NAME
 
 GraphOptimizationLevel = Literal["disable", "basic", "extended", "all"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -37,6 +40,14 @@ class Settings(BaseSettings):
         description="Version directory to serve; unset = the complete one with the newest `created`.",
     )
     acronyms_version: str | None = Field(default=None, description="As concepts_version, for acronyms.")
+    # NoDecode: parsed by `_task_versions` below, so a malformed value is refused like any other
+    # bad setting (exit 2 naming the variable) instead of failing inside pydantic-settings.
+    task_versions: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description='Version directory to serve per task, any task: a JSON object, e.g. {"methods": '
+        '"small-20261201T090000Z"}; a task not named = the complete version with the newest `created`. '
+        "ALIGNTAG_CONCEPTS_VERSION / ALIGNTAG_ACRONYMS_VERSION are folded into it.",
+    )
     onnx_file: str | None = Field(
         default=None,
         description="Serve this ONNX file (e.g. model.onnx) instead of the manifest's serve.onnx_file.",
@@ -137,6 +148,23 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a positive integer; set ALIGNTAG_{str(name).upper()} to 1 or more")
         return value
 
+    @field_validator("task_versions", mode="before")
+    @classmethod
+    def _task_versions(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f'not JSON ({e}); write a JSON object such as {{"methods": "<version directory>"}}'
+                ) from None
+        if not isinstance(value, dict):
+            return value  # pydantic's own message: "Input should be a valid dictionary"
+        for task in value:  # a name no task directory can have would pin nothing, silently
+            if not TASK_NAME.fullmatch(str(task)):
+                raise ValueError(f"{task!r} is not a task name ({TASK_NAME.pattern})")
+        return value
+
     @field_validator("window_tokens")
     @classmethod
     def _window_size(cls, value: int | None) -> int | None:
@@ -153,6 +181,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _combinations(self) -> Settings:
+        # The built-in tasks' own settings are one more way to write task_versions: fold them in,
+        # and refuse two different pins for one task rather than pick one silently.
+        for task, pinned in (("concepts", self.concepts_version), ("acronyms", self.acronyms_version)):
+            if pinned is None:
+                continue
+            other = self.task_versions.get(task)
+            if other is not None and other != pinned:
+                raise ValueError(
+                    f"ALIGNTAG_{task.upper()}_VERSION={pinned} and ALIGNTAG_TASK_VERSIONS[{task!r}]={other} "
+                    "disagree; set one of them"
+                )
+            self.task_versions[task] = pinned
         if (
             self.window_tokens is not None
             and self.window_overlap_tokens is not None

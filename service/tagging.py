@@ -29,12 +29,16 @@ from textfeatures.features import TextInputs
 class Span:
     start: int
     end: int
-    label: str  # span type: "concept", "short", "long"
+    label: str  # span label: "concept", "short", "long", or a user task's
     score: float
 
-    def as_json(self, text: str) -> dict[str, object]:
-        return {"text": text[self.start : self.end], "start": self.start, "end": self.end,
-                "score": round(self.score, 4)}  # fmt: skip
+    def as_json(self, text: str, with_label: bool = False) -> dict[str, object]:
+        """The span in an answer; `/tag` and `/acronyms` leave the label out (their keys say it)."""
+        out: dict[str, object] = {"text": text[self.start : self.end], "start": self.start, "end": self.end}
+        if with_label:
+            out["label"] = self.label
+        out["score"] = round(self.score, 4)
+        return out
 
 
 def plan_windows(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int]]:

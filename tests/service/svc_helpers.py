@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from service.artifacts import Artifact
+from service.artifacts import Artifact, sha256_file
 from service.models import onnx_runtime_factory
 from service.runtime import Runtime
 from service.settings import Settings
@@ -104,3 +106,32 @@ def check_spans(text: str, spans: list[dict]) -> None:
         assert span["start"] in starts and span["end"] in ends, ("not on word edges", span)
         assert 0.0 <= span["score"] <= 1.0
         previous_end = span["end"]
+
+
+def copy_as_user_task(
+    artifacts_dir: Path, source_task: str, task: str, labels: list[str] | None = None,
+    version: str | None = None, created: str | None = None,
+) -> Path:  # fmt: skip
+    """A user task made from a built-in task's version directory, as `model_build finetune` would
+    lay it out: copied to `<artifacts_dir>/<task>/<version>/` with the manifest's `task` set to the
+    directory's name. With `labels`, labels.json is rewritten and its sha256 in the manifest's
+    `files` updated (the manifest itself is not checksummed), so that only the label check can
+    refuse it; `version` and `created` name a new version. The copy is staged under a hidden name and renamed into place, complete at once."""
+    source = version_dir(artifacts_dir, source_task)
+    target = artifacts_dir / task / (version or source.name)
+    staging = artifacts_dir / f".staging-{task}-{target.name}"
+    shutil.copytree(source, staging)
+    manifest_path = staging / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["task"] = task
+    if version is not None:
+        manifest["version"] = version
+    if created is not None:
+        manifest["created"] = created
+    if labels is not None:
+        (staging / "labels.json").write_text(json.dumps(labels))
+        manifest["files"]["labels.json"] = sha256_file(staging / "labels.json")
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(target)
+    return target

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from svc_helpers import flip_byte, version_dir
+from svc_helpers import copy_as_user_task, flip_byte, version_dir
 
-from service.artifacts import ArtifactError, find_version_dir, load_artifact
+from service.artifacts import ArtifactError, find_tasks, find_version_dir, load_artifact
 
 
 def error_of(artifacts_dir: Path, task: str = "concepts", **kwargs: str) -> str:
@@ -83,5 +83,88 @@ def test_newest_complete_version_is_chosen(artifacts_copy: Path) -> None:
     (incomplete / "manifest.json").unlink()
     assert find_version_dir(artifacts_copy, "concepts", None) == newer
     assert find_version_dir(artifacts_copy, "concepts", current.name) == current
-    with pytest.raises(ArtifactError, match=r"not found \(ALIGNTAG_CONCEPTS_VERSION=nope\)"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"not found \(ALIGNTAG_CONCEPTS_VERSION or ALIGNTAG_TASK_VERSIONS\['concepts'\] = 'nope'\)",
+    ):
         find_version_dir(artifacts_copy, "concepts", "nope")
+
+
+# ------------------------------------------------------------------------------------ user tasks
+
+
+def test_user_task_loads_with_its_own_labels(artifacts_copy: Path) -> None:
+    copy_as_user_task(
+        artifacts_copy,
+        "acronyms",
+        "gene-products",
+        labels=["O", "B-Gene", "I-Gene", "B-gene.product", "I-gene.product"],
+    )
+    artifact = load_artifact(artifacts_copy, "gene-products")
+    assert artifact.task == "gene-products" and artifact.manifest["task"] == "gene-products"
+    assert artifact.labels == ["O", "B-Gene", "I-Gene", "B-gene.product", "I-gene.product"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        (["O", "B-method", "B-other"], "label 2 must be 'I-method' (after 'B-method'), got 'B-other'"),
+        (["O", "B-method", "O"], "label 2 must be 'I-method' (after 'B-method'), got 'O'"),
+        (["B-method", "I-method", "O"], """the first label must be "O", got 'B-method'"""),
+        (
+            ["O", "I-method", "B-method"],
+            "label 1 must be B-<label> with <label> matching [A-Za-z][A-Za-z0-9_.-]{0,39}, got 'I-method'",
+        ),
+        (
+            ["O", "B-1st", "I-1st"],
+            "label 1 must be B-<label> with <label> matching [A-Za-z][A-Za-z0-9_.-]{0,39}, got 'B-1st'",
+        ),
+        (["O", "B-x", "I-x", "B-x", "I-x"], "span label 'x' appears twice"),
+        (["O", "B-x", "I-x", "B-y"], """4 labels: expected "O" then a B-x, I-x pair for each span label x"""),
+        (["O"], """1 labels: expected "O" then a B-x, I-x pair for each span label x"""),
+        ([], """an empty list; expected "O" then a B-x, I-x pair for each span label x"""),
+        ({"O": 0}, "labels must be a JSON list of strings, got {'O': 0}"),
+        (["O", "B-x", 3], "labels must be a JSON list of strings, got ['O', 'B-x', 3]"),
+    ],
+)
+def test_malformed_user_labels_are_refused_with_the_reason(
+    artifacts_copy: Path, labels: object, problem: str
+) -> None:
+    directory = copy_as_user_task(artifacts_copy, "concepts", "methods", labels=labels)  # type: ignore[arg-type]
+    assert error_of(artifacts_copy, "methods") == f"{directory / 'labels.json'}: {problem}"
+
+
+def test_built_in_labels_must_be_their_fixed_lists(artifacts_copy: Path) -> None:
+    copy_as_user_task(artifacts_copy, "concepts", "methods", labels=["O", "B-method", "I-method"])
+    shutil.rmtree(artifacts_copy / "concepts")
+    (artifacts_copy / "methods").rename(artifacts_copy / "concepts")
+    directory = version_dir(artifacts_copy, "concepts")
+    manifest_path = directory / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["task"] = "concepts"
+    manifest_path.write_text(json.dumps(manifest))
+    assert error_of(artifacts_copy) == (
+        f"{directory / 'labels.json'}: labels ['O', 'B-method', 'I-method'], "
+        "expected ['O', 'B-concept', 'I-concept'] for task concepts"
+    )
+
+
+def test_manifest_task_must_be_the_directory_name(artifacts_copy: Path) -> None:
+    source = version_dir(artifacts_copy, "concepts")
+    shutil.copytree(source, artifacts_copy / "methods" / source.name)  # manifest still says concepts
+    manifest_path = artifacts_copy / "methods" / source.name / "manifest.json"
+    assert error_of(artifacts_copy, "methods") == f"{manifest_path}: task is 'concepts', expected 'methods'"
+
+
+def test_find_tasks(artifacts_copy: Path) -> None:
+    assert find_tasks(artifacts_copy) == ([], [])
+    copy_as_user_task(artifacts_copy, "concepts", "methods")
+    copy_as_user_task(artifacts_copy, "acronyms", "abbrev_2")
+    (artifacts_copy / "incomplete" / "v1").mkdir(parents=True)  # no manifest yet: being built
+    (artifacts_copy / "empty").mkdir()
+    (artifacts_copy / "notes.txt").write_text("a file, not a task")
+    shutil.copytree(version_dir(artifacts_copy, "concepts"), artifacts_copy / ".hidden" / "v1")
+    shutil.copytree(version_dir(artifacts_copy, "concepts"), artifacts_copy / "Methods" / "v1")
+    shutil.copytree(version_dir(artifacts_copy, "concepts"), artifacts_copy / ("x" * 41) / "v1")
+    assert find_tasks(artifacts_copy) == (["abbrev_2", "methods"], ["Methods", "x" * 41])
+    assert find_tasks(artifacts_copy / "missing") == ([], [])

@@ -1,5 +1,6 @@
 """The OpenAPI schema lists every status the model routes answer, and each listed status is really
-answered (in-process app on the tiny artifacts; no 404: the routes are fixed paths)."""
+answered (in-process app on the tiny artifacts). No 404 on the fixed paths /tag and /acronyms;
+/tasks/{task} answers it for a task the service does not know."""
 
 from __future__ import annotations
 
@@ -8,19 +9,26 @@ from pathlib import Path
 import pytest
 from svc_helpers import ControlledRuntimes, MakeClient
 
-from service.app import ERROR_STATUSES, create_app
+from service.app import ERROR_STATUSES, TASK_NOT_FOUND, create_app
 from service.settings import Settings
 
-ROUTES = ("/tag", "/acronyms")
+# Schema path -> the statuses it lists besides 200 (status -> description).
+SCHEMA_STATUSES = {
+    "/tag": ERROR_STATUSES,
+    "/acronyms": ERROR_STATUSES,
+    "/tasks/{task}": {**ERROR_STATUSES, 404: TASK_NOT_FOUND},
+}
+# Requested route -> the task whose model answers it.
+ROUTES = {"/tag": "concepts", "/acronyms": "acronyms", "/tasks/acronyms": "acronyms"}
 
 
 def test_schema_lists_every_status_of_the_model_routes(tiny_artifacts_dir: Path) -> None:
     schema = create_app(Settings(artifacts_dir=tiny_artifacts_dir)).openapi()
     assert set(ERROR_STATUSES) == {400, 401, 405, 413, 415, 422, 431, 500, 503}
-    for route in ROUTES:
+    for route, statuses in SCHEMA_STATUSES.items():
         responses = schema["paths"][route]["post"]["responses"]
-        assert set(responses) == {"200", *(str(code) for code in ERROR_STATUSES)}, route
-        for code, description in ERROR_STATUSES.items():
+        assert set(responses) == {"200", *(str(code) for code in statuses)}, route
+        for code, description in statuses.items():
             answer = responses[str(code)]
             assert answer["description"] == description
             assert answer["content"]["application/json"]["schema"] == {
@@ -35,10 +43,12 @@ def test_every_listed_status_is_answered(make_client: MakeClient, tmp_path: Path
     key = {"Authorization": "Bearer k"}
     seen: dict[int, str] = {}
 
+    statuses = SCHEMA_STATUSES["/tasks/{task}" if route.startswith("/tasks/") else route]
+
     def check(status: int, error_type: str, response: object) -> None:
         assert response.status_code == status, response.text  # type: ignore[attr-defined]
         assert response.json()["error"]["type"] == error_type  # type: ignore[attr-defined]
-        assert error_type in ERROR_STATUSES[status]
+        assert error_type in statuses[status]
         seen[status] = error_type
 
     check(400, "invalid_json", client.post(route, content=b"not json", headers=key))
@@ -54,11 +64,13 @@ def test_every_listed_status_is_answered(make_client: MakeClient, tmp_path: Path
     check(
         431, "headers_too_large", client.post(route, json={"text": "a"}, headers={**key, "X-Big": "x" * 2000})
     )
-    task = "concepts" if route == "/tag" else "acronyms"
+    if route.startswith("/tasks/"):
+        check(404, "not_found", client.post("/tasks/nope", json={"text": "a"}, headers=key))
+    task = ROUTES[route]
     runtimes[task].fail = True
     check(500, "inference_failed", client.post(route, json={"text": "a"}, headers=key))
     runtimes[task].fail = False
     assert client.post(route, json={"text": "a"}, headers=key).status_code == 200
     unloaded = make_client(artifacts_dir=tmp_path / "none")
     check(503, "model_unavailable", unloaded.post(route, json={"text": "a"}))
-    assert set(seen) == set(ERROR_STATUSES)
+    assert set(seen) == set(statuses)

@@ -86,3 +86,29 @@ def test_window_checked_against_the_model() -> None:
         ValueError, match=r"ALIGNTAG_WINDOW_OVERLAP_TOKENS=64 must be smaller than the window"
     ):
         Settings(window_overlap_tokens=64).window_for(64)
+
+
+def test_task_versions_pin_any_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIGNTAG_TASK_VERSIONS", '{"methods": "small-1", "gene-products_2": "v2"}')
+    monkeypatch.setenv("ALIGNTAG_ACRONYMS_VERSION", "tiny-9")
+    s = Settings()
+    assert s.task_versions == {"methods": "small-1", "gene-products_2": "v2", "acronyms": "tiny-9"}
+    # The built-in tasks' own settings and the map may both name a task, if they agree.
+    monkeypatch.delenv("ALIGNTAG_ACRONYMS_VERSION")
+    assert Settings(concepts_version="a", task_versions={"concepts": "a"}).task_versions == {"concepts": "a"}
+
+
+def test_task_versions_refusals() -> None:
+    assert refusal(task_versions="{methods: 1}") == (
+        "Value error, not JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+        'write a JSON object such as {"methods": "<version directory>"}'
+    )
+    assert refusal(task_versions='["methods"]') == "Input should be a valid dictionary"
+    assert refusal(task_versions='{"methods": 1}') == "Input should be a valid string"
+    assert refusal(task_versions={"Methods": "v1"}) == (
+        "Value error, 'Methods' is not a task name ([a-z][a-z0-9_-]{0,39})"
+    )
+    assert refusal(concepts_version="a", task_versions={"concepts": "b"}) == (
+        "Value error, ALIGNTAG_CONCEPTS_VERSION=a and ALIGNTAG_TASK_VERSIONS['concepts']=b disagree; "
+        "set one of them"
+    )
