@@ -6,13 +6,22 @@
 (function () {
   const $ = (id) => document.getElementById(id);
 
-  // What each task choice asks for: [route, panel title].
+  // What each task choice asks for: [route, panel title]. User tasks (from /info) are added as
+  // "task:<name>" choices that call POST /tasks/<name>.
   const TASKS = {
     concepts: [["tag", "Concepts"]],
     acronyms: [["acronyms", "Acronyms"]],
     both: [["tag", "Concepts"], ["acronyms", "Acronyms"]],
   };
   const DEFAULT_LABEL = { concept: "concept", short: "short form", long: "long form" };
+  const spanLabels = new Map(); // user task -> its span labels, in /info's order (one colour each)
+  const PALETTE_SIZE = 6; // page.css: mark.span.c0 .. c5
+
+  function routesOf(choice) {
+    if (TASKS[choice]) return TASKS[choice];
+    const task = choice.slice("task:".length);
+    return [["tasks/" + task, task]];
+  }
 
   // The API counts offsets in code points (Python string indices); JavaScript strings count
   // UTF-16 code units, where a character outside the BMP (an emoji, U+1D538) takes two.
@@ -33,6 +42,9 @@
 
   // One entry per highlighted span: {id, kind, label, span, partners: [ids]}.
   function annotationsOf(route, answer) {
+    if (route.startsWith("tasks/")) { // any task's labelled spans, no pairing
+      return answer.spans.map((span, i) => ({ id: "t" + i, kind: "span", label: span.label, span, partners: [] }));
+    }
     if (route === "tag") {
       return answer.concepts.map((span, i) => ({
         id: "c" + i, kind: "concept", label: label(span, "concept"), span, partners: [],
@@ -97,6 +109,7 @@
       const mark = document.createElement("mark");
       mark.textContent = text.slice(from, to);
       mark.className = ann.kind;
+      if (ann.kind === "span") mark.classList.add(colourOf(ann));
       mark.tabIndex = 0;
       mark.title = describe(ann, byId);
       mark.dataset.ann = ann.id;
@@ -108,6 +121,14 @@
     }
     box.append(document.createTextNode(text.slice(pos)));
     return { box, skipped, byId };
+  }
+
+  // A user task's labels take the palette's colours in /info's order; an unlisted one the last.
+  function colourOf(ann) {
+    const task = ann.task || "";
+    const labels = spanLabels.get(task) || [];
+    const i = labels.indexOf(ann.label);
+    return "c" + (i < 0 ? PALETTE_SIZE - 1 : i % PALETTE_SIZE);
   }
 
   // Hovering, focusing or clicking a short form lights up its long form, and the other way round.
@@ -145,9 +166,14 @@
       return section;
     }
     const anns = annotationsOf(route, answer.body);
+    const task = route.startsWith("tasks/") ? route.slice("tasks/".length) : "";
+    anns.forEach((a) => { a.task = task; });
     const counts = {};
-    anns.forEach((a) => { counts[a.kind] = (counts[a.kind] || 0) + 1; });
-    const summary = Object.entries(counts).map(([k, n]) => n + " " + DEFAULT_LABEL[k] + (n === 1 ? "" : "s"));
+    anns.forEach((a) => {
+      const name = a.kind === "span" ? a.label : DEFAULT_LABEL[a.kind];
+      counts[name] = (counts[name] || 0) + 1;
+    });
+    const summary = Object.entries(counts).map(([k, n]) => n + " " + k + (n === 1 ? "" : "s"));
     const model = answer.body.model ? " \u2014 " + answer.body.model.task + " " + answer.body.model.version : "";
     heading.textContent = title + ": " + (summary.join(", ") || "nothing found") + model;
     const { box, skipped, byId } = renderText(text, anns);
@@ -183,7 +209,7 @@
   async function submit(event) {
     event.preventDefault();
     const text = $("text").value;
-    const routes = TASKS[$("task").value];
+    const routes = routesOf($("task").value);
     const minScore = Number($("min-score").value) || 0;
     const key = $("api-key").value.trim();
     document.body.dataset.state = "busy";
@@ -221,6 +247,15 @@
       const versions = Object.entries(body.models || {})
         .map(([task, m]) => task + " " + (m.version || m.status)).join(" \u00b7 ");
       $("models").textContent = versions;
+      // Every user task becomes a choice, with its span labels.
+      const select = $("task");
+      Object.entries(body.models || {}).filter(([, m]) => m.builtin === false).forEach(([task, m]) => {
+        spanLabels.set(task, m.span_labels || []);
+        const option = document.createElement("option");
+        option.value = "task:" + task;
+        option.textContent = task + (m.span_labels ? " (" + m.span_labels.join(", ") + ")" : " (" + m.status + ")");
+        select.append(option);
+      });
       if (body.auth && body.auth.api_key_required) {
         $("api-key").required = true;
         $("api-key").placeholder = "required by this service";

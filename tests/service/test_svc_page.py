@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from cdp_browser import Browser
+from svc_helpers import copy_as_user_task
 from testlib import serving
 
 # Astral characters (an emoji, a mathematical double-struck A) before and between the spans: a
@@ -65,6 +66,8 @@ def submit(browser: Browser, base_url: str, text: str, task: str, key: str = "")
     browser.navigate(base_url + "/")
     browser.type_text("#text", text)
     assert browser.evaluate("document.getElementById('text').value") == text
+    # A user task's choice is added once the page has read /info.
+    browser.wait_for(f"document.querySelector('#task option[value=\"{task}\"]') !== null")
     browser.evaluate(
         f"(() => {{ const s = document.getElementById('task'); s.value = {json.dumps(task)};"
         " s.dispatchEvent(new Event('change')); })()"
@@ -198,6 +201,40 @@ def test_page_sends_the_api_key(keyed_service: str, browser: Browser) -> None:
     assert "401 unauthorized: invalid API key" in status
     assert submit(browser, keyed_service, TEXT, "both", key="page-s3cret") == "done"
     assert browser.evaluate("document.querySelectorAll('#results mark').length") > 0
+
+
+@pytest.fixture(scope="module")
+def user_task_service(tiny_artifacts_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A service that also serves `abbrev`, a user task copied from the acronyms model."""
+    artifacts = tmp_path_factory.mktemp("page-user-task") / "artifacts"
+    shutil.copytree(tiny_artifacts_dir, artifacts)
+    copy_as_user_task(artifacts, "acronyms", "abbrev")
+    with serving(artifacts, artifacts.parent / "service.log") as base_url:
+        yield base_url
+
+
+def test_page_offers_user_tasks_with_their_labels(
+    user_task_service: str, browser: Browser, tmp_path: Path
+) -> None:
+    api = httpx.post(f"{user_task_service}/tasks/abbrev", json={"text": TEXT}, timeout=30).json()
+    assert {s["label"] for s in api["spans"]} == {"short", "long"}  # both labels to look at
+    assert submit(browser, user_task_service, TEXT, "task:abbrev") == "done"
+    option = browser.evaluate("document.querySelector('#task option[value=\"task:abbrev\"]').textContent")
+    assert option == "abbrev (short, long)"
+    marks = as_marks(TEXT, browser.evaluate(READ_MARKS))
+    assert [(m["task"], m["kind"], m["start"], m["end"], m["text"], m["label"]) for m in marks] == [
+        ("tasks/abbrev", "span", s["start"], s["end"], s["text"], s["label"]) for s in api["spans"]
+    ]
+    for m, s in zip(marks, api["spans"], strict=True):
+        assert m["score"] == pytest.approx(s["score"], abs=0.02)
+        assert m["classes"] == ["span", "c0" if s["label"] == "short" else "c1"]  # a colour per label
+    heading = browser.evaluate("document.querySelector('#results .panel h2').textContent")
+    for label in ("short", "long"):  # the panel counts each label
+        n = sum(s["label"] == label for s in api["spans"])
+        assert f"{n} {label}{'' if n == 1 else 's'}" in heading, heading
+    assert heading.startswith("abbrev: ") and " \u2014 abbrev " in heading
+    browser.screenshot(tmp_path / "page-user-task.png")
+    assert browser.page_errors() == []
 
 
 # ------------------------------------------------------------------------------------ offline docs
