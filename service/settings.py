@@ -33,7 +33,8 @@ class Settings(BaseSettings):
 
     # --- which models
     artifacts_dir: Path = Field(
-        default=Path("artifacts"), description="Root holding concepts/ and acronyms/."
+        default=Path("artifacts"),
+        description="Root holding one directory per task: concepts/, acronyms/, user tasks.",
     )
     concepts_version: str | None = Field(
         default=None,
