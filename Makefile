@@ -19,13 +19,14 @@ export ALIGNTAG_DATA_DIR ?= $(abspath ../shared/data)
 DEBIAN_PACKAGES := dict-foldoc dict-jargon prometheus docker-compose chromium
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup debian-deps build-model serve run test test-fast lint bench reliability clean
+.PHONY: help setup debian-deps build-model finetune finetune-args serve run test test-fast lint bench reliability clean
 
 help:
 	@echo "make run          set up, build the default model if missing, serve on PORT (default 8000)"
 	@echo "make test         set up and run the whole test suite"
 	@echo "make setup        virtual environment in $(VENV) with every dependency (constraints.txt)"
 	@echo "make build-model  CONFIG=small|tiny|small-long|paper-512x3|paper-768x3: corpus -> artifacts/"
+	@echo "make finetune     TASK=name TRAIN=file [DEV=file]: your own task -> $(ARTIFACTS_DIR)/<task>/"
 	@echo "make serve        serve $(ARTIFACTS_DIR) on PORT"
 	@echo "make lint         ruff + mypy"
 	@echo "make bench        benchmarks -> reports/bench/"
@@ -51,6 +52,15 @@ debian-deps:
 
 build-model: $(SETUP) debian-deps
 	$(PY) -m model_build build --config $(CONFIG) --artifacts-dir $(ARTIFACTS_DIR)
+
+# Your own task from a few hundred examples, on the default build's aligned encoder (built first
+# if missing, reused otherwise): make finetune TASK=methods TRAIN=path/to/file [DEV=path/to/file].
+finetune: finetune-args build-model
+	$(PY) -m model_build finetune --config $(CONFIG) --task $(TASK) --train $(TRAIN) \
+	  $(if $(DEV),--dev $(DEV)) --artifacts-dir $(ARTIFACTS_DIR)
+
+finetune-args:
+	@test -n "$(TASK)" -a -n "$(TRAIN)" || { echo "usage: make finetune TASK=<name> TRAIN=<file> [DEV=<file>]"; exit 2; }
 
 serve: $(SETUP)
 	ALIGNTAG_PORT=$(PORT) ALIGNTAG_ARTIFACTS_DIR=$(ARTIFACTS_DIR) $(PY) -m service

@@ -43,6 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     common(p_pre)
     p_pre.add_argument("--recipe", default="aligned", choices=["aligned", "mlm"])
 
+    p_ft = sub.add_parser(
+        "finetune", help="your own task from a few hundred examples -> artifacts/<task>/<version>/"
+    )
+    common(p_ft)
+    p_ft.add_argument("--task", required=True, help="its name: the route is POST /tasks/<task>")
+    p_ft.add_argument(
+        "--train", type=Path, required=True, help="span/Prodigy JSONL, CoNLL BIO, or a BRAT directory"
+    )
+    p_ft.add_argument("--dev", type=Path, default=None, help="evaluation file (default: hold out 20%%)")
+    p_ft.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    p_ft.add_argument("--max-examples", type=int, default=None, help="use N examples (default: all)")
+    p_ft.add_argument("--seed", type=int, default=0)
+    p_ft.add_argument("--label-key", default="label", help="the JSONL span field that holds the label")
+
     p_exp = sub.add_parser(
         "experiment", help="mlm / aligned-transfer / aligned x N x seeds -> reports/experiment/"
     )
@@ -101,6 +115,21 @@ def main(argv: list[str] | None = None) -> int:
             deadline = None if args.deadline_minutes is None else args.deadline_minutes * 60
             run_experiment(exp, data_dir, args.work_dir, args.report_dir, deadline)
         print(f"report: {args.report_dir / 'report.md'}")
+        return 0
+    if args.command == "finetune":
+        from model_build.corpus.roles import LeakageError
+        from model_build.userdata import DataError
+        from model_build.usertask import finetune_task, print_report
+
+        try:
+            out, _ = finetune_task(
+                args.task, args.train, args.dev, args.config, data_dir, work_dir, args.artifacts_dir,
+                args.max_examples, args.seed, args.label_key,
+            )  # fmt: skip
+        except (DataError, LeakageError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print_report(out, json.loads((out / "manifest.json").read_text()))
         return 0
     from model_build.pipeline import Stages
 

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 import warnings
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -161,9 +162,11 @@ def export_artifact(
     artifacts_dir: Path,
     version: str,
     manifest_extra: dict,
+    label_names: Sequence[str] | None = None,
 ) -> Path:
-    """Write `artifacts_dir/<task>/<version>/` completely, or not at all."""
-    label_names = list(TASK_LABELS[task])
+    """Write `artifacts_dir/<task>/<version>/` completely, or not at all. `label_names`: a user
+    task's head order (a built-in task's by default)."""
+    label_names = list(label_names or TASK_LABELS[task])
     final_dir = artifacts_dir / task / version
     tmp_dir = artifacts_dir / task / f".tmp-{version}"
     for stale in (artifacts_dir / task).glob(".tmp-*"):  # left by an export that was killed
@@ -190,7 +193,9 @@ def export_artifact(
             "per_channel": False,
             "activations": "dynamic uint8",
         }
-        evaluation = evaluate_onnx_pair(fp32, int8, tokenizer, dev_records, task, encoder.cfg.max_positions)
+        evaluation = evaluate_onnx_pair(
+            fp32, int8, tokenizer, dev_records, task, label_names, encoder.cfg.max_positions
+        )
         drop = evaluation.get("int8", {}).get("f1_drop")
         if drop is not None and drop > cfg.max_int8_f1_drop:
             serve = {
@@ -236,12 +241,17 @@ def export_artifact(
 
 
 def evaluate_onnx_pair(
-    fp32: Path, int8: Path, tokenizer: Tokenizer, records: list[dict], task: str, max_len: int
+    fp32: Path,
+    int8: Path,
+    tokenizer: Tokenizer,
+    records: list[dict],
+    task: str,
+    label_names: Sequence[str],
+    max_len: int,
 ) -> dict:
     """Dev scores of both graphs, the int8 F1 drop and the token-level argmax agreement."""
     if not records:
         return {"dataset": None}
-    label_names = TASK_LABELS[task]
     texts = [r["text"] for r in records]
     out: dict = {}
     argmax: dict[str, list[np.ndarray]] = {}

@@ -12,6 +12,7 @@ import copy
 import json
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,9 @@ def split_selection(examples: list[dict], fraction: float, seed: int) -> tuple[l
 Piece = tuple[Window, list[int]]  # a window of a text and the BIO label id of each of its tokens
 
 
-def training_windows(records: list[dict], tokenizer: Tokenizer, task: str, seq_len: int) -> list[Piece]:
-    label_names = TASK_LABELS[task]
+def training_windows(
+    records: list[dict], tokenizer: Tokenizer, label_names: Sequence[str], seq_len: int
+) -> list[Piece]:
     out = []
     for rec, enc in zip(records, encode_texts(tokenizer, [r["text"] for r in records]), strict=True):
         labels = bio_labels(enc.offsets, rec["spans"], label_names)
@@ -81,11 +83,11 @@ MIN_CALIBRATION_EXAMPLES = 20
 
 
 def calibrate_head(
-    tagger: Tagger, task: str, selection: list[dict], tokenizer: Tokenizer, seq_len: int
+    tagger: Tagger, label_names: Sequence[str], selection: list[dict], tokenizer: Tokenizer, seq_len: int
 ) -> tuple[dict[str, float], float]:
     """Offsets {label: logit offset} for the non-O labels, written into the head's bias; returns
     them with the selection score they reach. The model runs once; each candidate only decodes."""
-    label_names = TASK_LABELS[task]
+    task = tagger.task
     texts = [r["text"] for r in selection]
     run = torch_logits_fn(tagger)
     cached: dict[bytes, np.ndarray] = {}
@@ -130,9 +132,11 @@ def finetune(
     n_examples: int | None = None,
     out_dir: Path | None = None,
     device: torch.device | None = None,
+    label_names: Sequence[str] | None = None,
 ) -> tuple[Encoder, dict]:
     """Finetune a copy of `encoder` on `n_examples` (default cfg.max_examples) drawn by seed, on
-    `device` (default: the CPU; the experiment passes a GPU where it has one)."""
+    `device` (default: the CPU; the experiment passes a GPU where it has one). `label_names`: the
+    head order of a user task's head (model_build.usertask); a built-in task's by default."""
     n = cfg.max_examples if n_examples is None else n_examples
     examples = sample_examples(train_records, n, cfg.seed)
     train, selection = split_selection(examples, cfg.selection_fraction, cfg.seed)
@@ -143,8 +147,8 @@ def finetune(
         Encoder._init(model.heads[task])
     device = device or torch.device("cpu")
     model.to(device)
-    label_names = TASK_LABELS[task]
-    pieces = training_windows(train, tokenizer, task, cfg.seq_len)
+    label_names = tuple(label_names or TASK_LABELS[task])
+    pieces = training_windows(train, tokenizer, label_names, cfg.seq_len)
     lengths = [len(w) for w, _ in pieces]
     steps_per_epoch = max(1, (len(pieces) + cfg.batch_size - 1) // cfg.batch_size)
     epochs = min(50, max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch)))
@@ -204,7 +208,7 @@ def finetune(
     offsets: dict[str, float] = {}
     calibrated: float | None = None
     if len(selection) >= MIN_CALIBRATION_EXAMPLES:
-        offsets, calibrated = calibrate_head(tagger, task, selection, tokenizer, cfg.seq_len)
+        offsets, calibrated = calibrate_head(tagger, label_names, selection, tokenizer, cfg.seq_len)
     summary = {
         "task": task,
         "recipe": recipe,

@@ -260,42 +260,10 @@ def build(
             continue
         t0 = time.perf_counter()
         dev = stages.labelled(task, 1, cfg.finetune.eval_max_examples)
-        version = f"{cfg.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{export_fp[:6]}"
-        manifest_extra = {
-            "model": {
-                "config_name": cfg.name,
-                **{
-                    k: getattr(model.cfg, k)
-                    for k in ("hidden", "layers", "heads", "intermediate", "vocab_size", "max_positions")
-                },
-            },
-            "pretraining": {
-                "recipe": recipe,
-                "objectives": pre_summary["objectives"],
-                "corpora": corpus_stats.get("per_source", {}),
-                "steps": pre_summary["steps"],
-                "seed": pre_summary["seed"],
-                "tokens_per_second": pre_summary.get("tokens_per_second"),
-                "valid_losses": pre_summary.get("valid_losses"),
-            },
-            "finetuning": {
-                k: ft_summary.get(k)
-                for k in (
-                    "dataset",
-                    "examples",
-                    "seed",
-                    "zero_shot",
-                    "steps",
-                    "best_selection_score",
-                    "label_offsets",
-                    "calibrated_selection_score",
-                )
-            },
-            "build": {"fingerprint": export_fp, "config": as_dict(cfg), "data_dir": str(data_dir)},
-        }
-        manifest_extra["finetuning"]["dataset"] = ft_summary.get("dataset")
+        version = version_name(cfg.name, export_fp)
+        extra = manifest_extra(cfg, model, recipe, pre_summary, corpus_stats, ft_summary, export_fp, data_dir)
         published[task] = export_artifact(
-            model, task, text.tokenizer_path, dev, cfg.export, artifacts_dir, version, manifest_extra
+            model, task, text.tokenizer_path, dev, cfg.export, artifacts_dir, version, extra
         )
         stages._timed(f"export-{task}", t0)
     total = time.perf_counter() - t_start
@@ -312,6 +280,56 @@ def build(
     with (work_dir / "build-history.jsonl").open("a") as history:
         history.write(json.dumps(report) + "\n")
     return published
+
+
+def version_name(prefix: str, export_fp: str) -> str:
+    """An artifact version directory's name: what made it, when, and its export fingerprint."""
+    return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{export_fp[:6]}"
+
+
+def manifest_extra(
+    cfg: BuildConfig,
+    model: Encoder,
+    recipe: str,
+    pre_summary: dict,
+    corpus_stats: dict,
+    ft_summary: dict,
+    export_fp: str,
+    data_dir: Path,
+) -> dict:
+    """The manifest sections that say how a model was made (docs/contracts.md section 3)."""
+    return {
+        "model": {
+            "config_name": cfg.name,
+            **{
+                k: getattr(model.cfg, k)
+                for k in ("hidden", "layers", "heads", "intermediate", "vocab_size", "max_positions")
+            },
+        },
+        "pretraining": {
+            "recipe": recipe,
+            "objectives": pre_summary["objectives"],
+            "corpora": corpus_stats.get("per_source", {}),
+            "steps": pre_summary["steps"],
+            "seed": pre_summary["seed"],
+            "tokens_per_second": pre_summary.get("tokens_per_second"),
+            "valid_losses": pre_summary.get("valid_losses"),
+        },
+        "finetuning": {
+            k: ft_summary.get(k)
+            for k in (
+                "dataset",
+                "examples",
+                "seed",
+                "zero_shot",
+                "steps",
+                "best_selection_score",
+                "label_offsets",
+                "calibrated_selection_score",
+            )
+        },
+        "build": {"fingerprint": export_fp, "config": as_dict(cfg), "data_dir": str(data_dir)},
+    }
 
 
 def _existing_artifact(task_dir: Path, export_fp: str) -> Path | None:

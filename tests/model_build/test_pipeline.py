@@ -194,7 +194,7 @@ def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_
         return headline("acronyms", score(selection, preds, LABELS["acronyms"]))
 
     uncalibrated = slice_score()
-    offsets, claimed = calibrate_head(tagger, "acronyms", selection, tokenizer, 64)
+    offsets, claimed = calibrate_head(tagger, LABELS["acronyms"], selection, tokenizer, 64)
     expected = before_bias + np.array(
         [offsets.get(name, 0.0) for name in LABELS["acronyms"]], dtype=np.float32
     )
