@@ -25,10 +25,11 @@ from model_build.usertask import finetune_task
 SIZES = (50, 100, 200, None)  # None = every training paragraph (350)
 
 
-def typed_copy(source: Path, out: Path) -> Path:
-    """`source` with each span's label replaced by its ScienceIE type (the first of two)."""
+def typed_copy(source: Path, out: Path, limit: int | None = None) -> Path:
+    """The first `limit` records (all by default) of ScienceIE span JSONL `source`, each span
+    labelled with its type (the first of two): a three-label task the project does not ship."""
     with source.open(encoding="utf-8") as f, out.open("w", encoding="utf-8") as o:
-        for line in f:
+        for line in itertools.islice(f, limit):
             rec = json.loads(line)
             spans = [
                 {"start": s["start"], "end": s["end"], "label": s["type"].split("|")[0]} for s in rec["spans"]

@@ -11,24 +11,11 @@ import httpx
 import pytest
 from testlib import serving
 
+from bench.user_task_curve import typed_copy
 from model_build.__main__ import main
 from model_build.export import verify_artifact
 
 TYPES = ("Material", "Process", "Task")
-
-
-def typed_examples(data_dir: Path, out: Path, n: int) -> Path:
-    """The first n ScienceIE training paragraphs, each span labelled with its ScienceIE type (a
-    span with two types keeps the first): a three-label task the project does not ship."""
-    lines = (data_dir / "concepts" / "scienceie-train.jsonl").read_text(encoding="utf-8").splitlines()[:n]
-    with out.open("w", encoding="utf-8") as f:
-        for line in lines:
-            rec = json.loads(line)
-            spans = [
-                {"start": s["start"], "end": s["end"], "label": s["type"].split("|")[0]} for s in rec["spans"]
-            ]
-            f.write(json.dumps({"id": rec["id"], "text": rec["text"], "spans": spans}) + "\n")
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +29,7 @@ def user_task(
     finetune` publishes it beside the default build's."""
     root = tmp_path_factory.mktemp("user-task")
     shutil.copytree(tiny_artifacts_dir, root / "artifacts")
-    train = typed_examples(labelled_data_dir, root / "sci-train.jsonl", 60)
+    train = typed_copy(labelled_data_dir / "concepts" / "scienceie-train.jsonl", root / "sci-train.jsonl", 60)
     argv = ["finetune", "--config", "tiny", "--data-dir", str(labelled_data_dir),
             "--work-dir", str(tiny_build_dir / "work"), "--artifacts-dir", str(root / "artifacts"),
             "--task", "sci-types", "--train", str(train)]  # fmt: skip
