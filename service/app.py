@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Path, Request
 from fastapi.responses import JSONResponse, Response
@@ -57,6 +57,7 @@ from service.models import (
 from service.pairing import pair_acronyms
 from service.reload import Reloader
 from service.settings import Settings
+from service.tagging import OffsetUnits, rank_spans
 from service.ui import UI_ROUTES, install_ui
 
 log = logging.getLogger("aligntag.app")
@@ -102,6 +103,11 @@ class TextsRequest(BaseModel):
     text: StrictStr | None = Field(default=None, description="One text.")
     texts: list[StrictStr] | None = Field(default=None, description="Several texts; answered in order.")
     min_score: float = Field(default=0.0, ge=0.0, le=1.0, description="Drop spans scoring below this.")
+    offsets: Literal["codepoints", "utf16", "utf8"] = Field(
+        default="codepoints",
+        description="Unit of `start`/`end`: code points (Python), UTF-16 code units (JavaScript, "
+        "Java, C#) or UTF-8 bytes (Go, Rust).",
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TextsRequest:
@@ -115,10 +121,26 @@ class TextsRequest(BaseModel):
         return [self.text] if self.text is not None else list(self.texts or [])
 
 
+class SpansRequest(TextsRequest):
+    """`/tag` and `/tasks/{task}`: all spans in text order, or, with `top_k` or `unique`, ranked."""
+
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000,
+        description="Only the k best-scoring spans of each text, ranked by score.",
+    )
+    unique: bool = Field(
+        default=False,
+        description="One span per phrase (compared case-insensitively): its best-scoring mention; "
+        "ranked by score.",
+    )
+
+
 class SpanOut(BaseModel):
     text: str
-    start: int = Field(description="Python string index (code points) of the first character.")
-    end: int = Field(description="End, exclusive: text == input[start:end].")
+    start: int = Field(description="Offset of the first character, in the request's `offsets` unit.")
+    end: int = Field(description="End, exclusive: with code points, text == input[start:end].")
     score: float
 
 
@@ -142,8 +164,8 @@ class TagBatchResponse(BaseModel):
 
 class LabelledSpanOut(BaseModel):
     text: str
-    start: int = Field(description="Python string index (code points) of the first character.")
-    end: int = Field(description="End, exclusive: text == input[start:end].")
+    start: int = Field(description="Offset of the first character, in the request's `offsets` unit.")
+    end: int = Field(description="End, exclusive: with code points, text == input[start:end].")
     label: str = Field(description="The span label (one of the task's span labels in /info).")
     score: float
 
@@ -494,11 +516,13 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
         responses={200: {"model": TagResponse | TagBatchResponse}, **ERROR_RESPONSES},
         summary="Tag concepts of interest",
     )
-    async def tag(request: Request, body: TextsRequest) -> Response:
+    async def tag(request: Request, body: SpansRequest) -> Response:
         model, texts, spans = await run_model(request, body, "concepts")
-        results = [
-            {"concepts": [s.as_json(text) for s in found]} for text, found in zip(texts, spans, strict=True)
-        ]
+        results = []
+        for text, found in zip(texts, spans, strict=True):
+            units = OffsetUnits(text, body.offsets)
+            ranked = rank_spans(text, found, body.top_k, body.unique)
+            results.append({"concepts": [s.as_json(text, units) for s in ranked]})
         content = {**results[0]} if body.text is not None else {"results": results}
         return JSONResponse({**content, "model": model_ref(model)})
 
@@ -513,13 +537,17 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
         results = []
         for text, found in zip(texts, spans, strict=True):
             pairing = pair_acronyms(text, found)
+            units = OffsetUnits(text, body.offsets)
             results.append(
                 {
                     "acronyms": [
-                        {**a.short.as_json(text), "long_form": a.long.as_json(text) if a.long else None}
+                        {
+                            **a.short.as_json(text, units),
+                            "long_form": a.long.as_json(text, units) if a.long else None,
+                        }
                         for a in pairing.acronyms
                     ],
-                    "long_forms": [s.as_json(text) for s in pairing.unpaired_long_forms],
+                    "long_forms": [s.as_json(text, units) for s in pairing.unpaired_long_forms],
                 }
             )
         content = {**results[0]} if body.text is not None else {"results": results}
@@ -537,16 +565,17 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
     )
     async def task_spans(
         request: Request,
-        body: TextsRequest,
+        body: SpansRequest,
         task: str = Path(description="A task name as listed in GET /info, e.g. concepts or methods."),
     ) -> Response:
         # The raw spans of the task's model with their labels: for acronyms, short and long forms
         # unpaired (POST /acronyms pairs them).
         model, texts, spans = await run_model(request, body, task)
-        results = [
-            {"spans": [s.as_json(text, with_label=True) for s in found]}
-            for text, found in zip(texts, spans, strict=True)
-        ]
+        results = []
+        for text, found in zip(texts, spans, strict=True):
+            units = OffsetUnits(text, body.offsets)
+            ranked = rank_spans(text, found, body.top_k, body.unique)
+            results.append({"spans": [s.as_json(text, units, with_label=True) for s in ranked]})
         content = {**results[0]} if body.text is not None else {"results": results}
         return JSONResponse({**content, "model": model_ref(model)})
 

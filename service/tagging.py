@@ -6,7 +6,8 @@ from `textfeatures`, the code the model build uses too, so the service computes 
 inputs the model was trained on and decodes exactly as the build's scorer does.
 
 - Offsets are Python string indices (the `tokenizers` binding reports code-point offsets); a
-  span runs from the start of its first word to the end of its last word.
+  span runs from the start of its first word to the end of its last word. Answers convert them
+  to the unit the client asked for (`OffsetUnits`).
 - A text longer than the window is cut into windows overlapping by `overlap` tokens. Each token
   takes its prediction from the window in which it sits farthest from a window edge (an edge that
   is also the text's edge does not count), and spans are decoded once over the merged token
@@ -16,6 +17,7 @@ inputs the model was trained on and decodes exactly as the build's scorer does.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,13 +34,63 @@ class Span:
     label: str  # span label: "concept", "short", "long", or a user task's
     score: float
 
-    def as_json(self, text: str, with_label: bool = False) -> dict[str, object]:
-        """The span in an answer; `/tag` and `/acronyms` leave the label out (their keys say it)."""
-        out: dict[str, object] = {"text": text[self.start : self.end], "start": self.start, "end": self.end}
+    def as_json(
+        self, text: str, offsets: OffsetUnits | None = None, with_label: bool = False
+    ) -> dict[str, object]:
+        """The span in an answer, its offsets in the client's unit (default: code points); `/tag`
+        and `/acronyms` leave the label out (their keys say it)."""
+        units = offsets or OffsetUnits(text)
+        out: dict[str, object] = {
+            "text": text[self.start : self.end],
+            "start": units(self.start),
+            "end": units(self.end),
+        }
         if with_label:
             out["label"] = self.label
         out["score"] = round(self.score, 4)
         return out
+
+
+OFFSET_UNITS = ("codepoints", "utf16", "utf8")
+
+
+class OffsetUnits:
+    """Code-point offsets into one text, converted to the unit a client counts in: code points
+    (Python), UTF-16 code units (JavaScript, Java, C#) or UTF-8 bytes (Go, Rust). Outside the
+    Basic Multilingual Plane a character is 2 UTF-16 units; UTF-8 takes 1-4 bytes."""
+
+    def __init__(self, text: str, unit: str = "codepoints") -> None:
+        if unit not in OFFSET_UNITS:
+            raise ValueError(f"unknown offset unit {unit!r}")
+        self.ends: list[int] | None = None  # ends[i] = offset of code point i in the unit
+        if unit != "codepoints" and not text.isascii():
+            if unit == "utf16":
+                widths = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
+            else:
+                widths = [len(ch.encode("utf-8", "surrogatepass")) for ch in text]
+            self.ends = [0, *itertools.accumulate(widths)]
+
+    def __call__(self, index: int) -> int:
+        return index if self.ends is None else self.ends[index]
+
+
+def rank_spans(text: str, spans: Sequence[Span], top_k: int | None, unique: bool) -> list[Span]:
+    """Spans as asked: `unique` keeps the best-scoring mention of each phrase (compared
+    case-insensitively), `top_k` the k best; with either, ranked by score (ties: text order);
+    with neither, all of them in text order."""
+    if not unique and top_k is None:
+        return list(spans)
+    chosen = sorted(spans, key=lambda s: (-s.score, s.start))
+    if unique:
+        seen: set[str] = set()
+        kept = []
+        for span in chosen:
+            phrase = text[span.start : span.end].casefold()
+            if phrase not in seen:
+                seen.add(phrase)
+                kept.append(span)
+        chosen = kept
+    return chosen if top_k is None else chosen[:top_k]
 
 
 def plan_windows(n_tokens: int, window: int, overlap: int) -> list[tuple[int, int]]:

@@ -342,6 +342,40 @@ def test_unicode_offsets_are_python_indices(client: httpx.Client, route: str) ->
             assert (start, start + len(short)) in spans, (short, spans)
 
 
+@pytest.mark.parametrize(("unit", "encoding", "width"), [("utf16", "utf-16-le", 2), ("utf8", "utf-8", 1)])
+def test_offsets_in_the_clients_unit(client: httpx.Client, unit: str, encoding: str, width: int) -> None:
+    """Offsets in UTF-16 code units or UTF-8 bytes slice the encoded text to the span, as a
+    JavaScript or Go client would slice it; the spans are the ones code-point offsets give."""
+    for route, key in (("/tag", "concepts"), ("/acronyms", "acronyms")):
+        in_points = client.post(route, json={"texts": UNICODE_TEXTS}).json()["results"]
+        in_unit = client.post(route, json={"texts": UNICODE_TEXTS, "offsets": unit}).json()["results"]
+        checked = 0
+        for text, points, converted in zip(UNICODE_TEXTS, in_points, in_unit, strict=True):
+            assert [s["text"] for s in converted[key]] == [s["text"] for s in points[key]]
+            encoded = text.encode(encoding)
+            for point_span, span in zip(points[key], converted[key], strict=True):
+                piece = encoded[span["start"] * width : span["end"] * width].decode(encoding)
+                assert piece == span["text"], (unit, text, span)
+                checked += not text[: point_span["start"]].isascii()
+        assert checked, f"{route}: no span after a non-ASCII character: the test checks nothing"
+
+
+def test_top_k_and_unique_rank_by_score(client: httpx.Client) -> None:
+    text = f"{SENTENCE} Convolutional neural networks beat support vector machines. {SENTENCE}"
+    every = client.post("/tag", json={"text": text}).json()["concepts"]
+    phrases = [s["text"].casefold() for s in every]
+    assert len(phrases) > len(set(phrases)), "no phrase repeats: unique checks nothing"
+    by_score = sorted(every, key=lambda s: (-s["score"], s["start"]))
+    assert client.post("/tag", json={"text": text, "top_k": 3}).json()["concepts"] == by_score[:3]
+    unique = client.post("/tag", json={"text": text, "unique": True}).json()["concepts"]
+    assert sorted(s["text"].casefold() for s in unique) == sorted(set(phrases))
+    assert unique == [s for s in by_score if s in unique]  # best mention of each phrase, ranked
+    for s in unique:
+        assert s["score"] == max(o["score"] for o in every if o["text"].casefold() == s["text"].casefold())
+    assert error(client.post("/tag", json={"text": text, "top_k": 0}))[:2] == (422, "validation_error")
+    assert error(client.post("/acronyms", json={"text": text, "top_k": 3}))[:2] == (422, "validation_error")
+
+
 def test_long_text_is_windowed_not_truncated(client: httpx.Client) -> None:
     """~5 windows of 64 tokens: the acronyms of every repetition of the sentence come back at the
     repetition's offsets, each paired with the long form that ends before its parenthesis, and the

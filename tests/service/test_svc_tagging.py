@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.batcher import run_sequences
-from service.tagging import Span, merge_windows, plan_windows, tag_text
+from service.tagging import OffsetUnits, Span, merge_windows, plan_windows, rank_spans, tag_text
 from textfeatures import features as tf
 
 LABELS = ["O", "B-concept", "I-concept"]
@@ -121,3 +121,27 @@ def test_a_span_across_a_window_edge_is_found_once() -> None:
     spans = spans_with_window(enc, 16, 4)  # windows (0,16), (12,28), (18,34): edges inside the span
     (span,) = spans
     assert text[span.start : span.end] == " ".join(["xxxx"] + ["xx", "xxx"] * 6)
+
+
+@pytest.mark.parametrize(
+    "text", ["plain ASCII", "emoji 😀 then T2DM", "日本語 (NLP)", "e\u0301cole 𝔘 IL-6", "\U0001f600" * 3]
+)
+def test_offset_units_slice_the_encoded_text(text: str) -> None:
+    for unit, encoding, width in (("utf16", "utf-16-le", 2), ("utf8", "utf-8", 1)):
+        units = OffsetUnits(text, unit)
+        encoded = text.encode(encoding)
+        for start in range(len(text) + 1):
+            for end in range(start, len(text) + 1):
+                assert encoded[units(start) * width : units(end) * width].decode(encoding) == text[start:end]
+    assert [OffsetUnits(text)(i) for i in range(len(text) + 1)] == list(range(len(text) + 1))
+    with pytest.raises(ValueError, match="unknown offset unit"):
+        OffsetUnits(text, "utf32")
+
+
+def test_rank_spans() -> None:
+    text = "Neural nets and neural Nets beat trees."
+    spans = [Span(0, 11, "concept", 0.6), Span(16, 27, "concept", 0.9), Span(33, 38, "concept", 0.6)]
+    assert rank_spans(text, spans, None, False) == spans  # neither option: text order, all
+    assert rank_spans(text, spans, 2, False) == [spans[1], spans[0]]  # ties in text order
+    assert rank_spans(text, spans, None, True) == [spans[1], spans[2]]  # best mention per phrase
+    assert rank_spans(text, spans, 1, True) == [spans[1]]
