@@ -31,9 +31,10 @@ T = TypeVar("T")
 
 # The Python work of a request (tokens, the six token features, decoding) runs in this one thread,
 # not in the event loop: with it in the loop, at 3x overload every request, the ones that would be
-# refused too, waited behind that work (1-text requests at 3x: refusal median 102 ms, p99 920 ms;
-# reports/reliability). One thread, because the GIL lets only one run at a time anyway; the loop
-# keeps parsing, refusing and answering while it runs.
+# refused too, waited behind that work (1-text requests at 3x, contended machine: refusal median
+# 102 ms with it in the loop, 10 ms here; docs/service.md, "Admission and slow clients"). One
+# thread, because the GIL lets only one run at a time anyway; the loop keeps parsing, refusing and
+# answering while it runs. `timings.tokenize` includes the wait for this thread.
 _prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep")
 
 
