@@ -7,7 +7,7 @@ arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the ser
 `ALIGNTAG_MAX_QUEUE=64` and admission at its default (`ALIGNTAG_MAX_IN_FLIGHT=16`). Checks:
 - every answer is 200 or 503 `overloaded` with `Retry-After` (no other status, no dropped
   connection), and there are refusals;
-- refusals come before the work: their median is under a tenth of the accepted requests' median
+- refusals come before the work: their median is under a third of the accepted requests' median
   (the same burst, so no absolute time; before admission at the HTTP layer clean CI runs measured
   1.4-1.7 s against 2.7-3.4 s for 8-text requests, a ratio of about 0.5);
 - RSS stays bounded (peak during the burst vs before);
@@ -189,7 +189,9 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     # After recovery the service answers as before the burst (the recovery probe's own threshold).
     assert percentile(after, 50) <= normal, f"sequential p50 {percentile(after, 50):.2f} ms > {normal:.2f} ms"
     # Refused before the work, not after waiting behind it: a ratio within the same burst.
-    assert statistics.median(refusal_ms) < percentile(accepted_ms, 50) / 10, (
+    # Before admission it was about half (8 texts); with it 0.015 (8 texts) and 0.11 (1 text, tiny
+    # model, where 16 admitted requests wait only ~75 ms) at load average 4.
+    assert statistics.median(refusal_ms) < percentile(accepted_ms, 50) / 3, (
         f"median refusal {statistics.median(refusal_ms):.1f} ms against a median accepted "
         f"{percentile(accepted_ms, 50):.1f} ms: refusals waited behind the work"
     )
