@@ -240,7 +240,9 @@ def capacity_lines(rows: list[dict], facts: dict[str, dict]) -> list[str]:
     wrk_rows = [r for r in rows if r["scenario"] == "closed-wrk"]
     lines += [
         "",
-        f"Closed loop, {OURS}: `bench.loadgen` (Python) and Debian `wrk` (C, `-t1`), same bodies:",
+        f"Closed loop, {OURS}: `bench.loadgen` (Python) and Debian `wrk` (C, `-t1`), same bodies. req/s "
+        "counts 2xx answers for both; wrk's percentiles include refused (503) answers, the loadgen's "
+        "only 200s.",
         "",
     ]
     if not wrk_rows:

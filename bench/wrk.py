@@ -50,18 +50,25 @@ def milliseconds(value: str) -> float:
 
 
 def parse(output: str) -> dict[str, float]:
-    """Requests/sec, request count, non-2xx/3xx count, socket errors and latency percentiles (ms)."""
+    """Requests/sec, request count, non-2xx/3xx count, socket errors, latency percentiles (ms) and
+    `ok_rps`: answers other than non-2xx/3xx a second. wrk's Requests/sec and percentiles count every
+    answer, the refused ones too; the loadgen's rps counts 200s only, so rows compare `ok_rps`."""
     figures: dict[str, float] = {}
     for q in ("50", "90", "99"):
         match = re.search(rf"^\s+{q}%\s+(\S+)$", output, re.MULTILINE)
         if match:
             figures[f"p{q}_ms"] = milliseconds(match.group(1))
     figures["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-    figures["requests"] = float(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    done = re.search(r"(\d+) requests in ([\d.]+\w+),", output)
+    if not done:
+        raise ValueError(f"no request count in wrk's output: {output[-500:]!r}")
+    figures["requests"] = float(done.group(1))
+    seconds = milliseconds(done.group(2)) / 1000
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     figures["non_2xx"] = float(non_2xx.group(1)) if non_2xx else 0.0
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     figures["socket_errors"] = float(sum(int(g) for g in errors.groups())) if errors else 0.0
+    figures["ok_rps"] = (figures["requests"] - figures["non_2xx"]) / seconds if seconds > 0 else 0.0
     return figures
 
 
