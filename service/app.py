@@ -2,11 +2,14 @@
 
 Layers run one way: HTTP (this module) -> `models.predict` -> batcher -> ONNX Runtime.
 
-Two pure-ASGI middlewares wrap every request:
-- `RequestContext` (outermost): request id, timing headers, request metrics, one JSON log line,
-  and the last line of defence that turns any unexpected exception into a JSON 500.
+Three pure-ASGI middlewares wrap every request:
+- `Admission` (outermost, service/admission.py): at most `max_in_flight` model requests; the excess
+  is refused with a 503 before any other work.
+- `RequestContext`: request id, timing headers, request metrics, one JSON log line, and the last
+  line of defence that turns any unexpected exception into a JSON 500.
 - `RequestGuard`: API key, content type and body size of the POST endpoints, checked before the
-  body is parsed; the body is read here, at most `max_body_bytes` of it.
+  body is parsed; the body is read here, at most `max_body_bytes` of it within
+  `body_timeout_seconds` (an oversized one is drained before the 413).
 """
 
 from __future__ import annotations
