@@ -156,6 +156,7 @@ class Target:
         if not pairs:
             raise ValueError("need at least one request body")
         self.port = port
+        self.bodies = [b for _, b in pairs]
         self.payloads = [request_bytes(port, p, b, headers) for p, b in pairs]
         self._next = 0
 

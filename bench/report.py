@@ -20,12 +20,13 @@ OURS = "onnx-int8"
 COLUMNS = ("scenario", "variant", "concurrency", "requests", "errors", "p50_ms", "p90_ms", "p99_ms",
            "rps", "texts_per_s", "load_avg_1m")  # fmt: skip
 
-# Targets of issue 8 (2-core machine, default model, ~30-word sentences).
+# Targets of issues 8 and 16 (2-core machine, default model, ~30-word sentences). open80 is the
+# open loop at 80% of the capacity (the highest open-loop rate whose p99 stays under 50 ms).
 TARGETS = {
     "sequential_p50_ms": 4.0,
     "sequential_p99_ms": 8.0,
     "saturation_rps": 400.0,
-    "batch16_texts_per_s": 800.0,
+    "batch16_texts_per_s": 1000.0,
     "open80_p99_ms": 25.0,
     "vs_torch_eager": 3.5,
     "vs_naive": 4.0,
@@ -77,6 +78,7 @@ def headline(rows: list[dict], facts: dict[str, dict], variant: str) -> dict[str
         "sequential_p50_ms": seq["p50_ms"] if seq else None,
         "sequential_p99_ms": seq["p99_ms"] if seq else None,
         "saturation_rps": facts.get(variant, {}).get("saturation_rps"),
+        "capacity_rps": facts.get(variant, {}).get("capacity_rps"),
         "batch16_texts_per_s": batch["texts_per_s"] if batch else None,
         "open80_p99_ms": open80["p99_ms"] if open80 else None,
         "long_doc_p50_ms": long["p50_ms"] if long else None,
@@ -212,6 +214,54 @@ def write(
     return results, report
 
 
+def capacity_lines(rows: list[dict], facts: dict[str, dict]) -> list[str]:
+    """Per variant: capacity (the highest open-loop rate with p99 < 50 ms), its probes, p50/p99 at
+    50% and 80% of it; then ours' closed loops from bench.loadgen and from wrk side by side."""
+    lines = [
+        "Capacity: the highest open-loop (Poisson) rate whose p99 stays under 50 ms with no errors, "
+        "found by bisection between 0 and the closed-loop saturation (`bench/runner.py`, "
+        "`find_capacity`); `open-50` and `open-80` run at 50% and 80% of it.",
+        "",
+    ]
+    body = []
+    for variant, f in facts.items():
+        open50, open80 = find(rows, "open-50", variant), find(rows, "open-80", variant)
+        probes = ", ".join(f"{p['rate']:g} {'ok' if p['passes'] else 'no'} (p99 {p['p99_ms']})"
+                           for p in f.get("capacity_probes", []))  # fmt: skip
+        body.append([
+            variant, f.get("saturation_rps"), f.get("capacity_rps"),
+            f"{open50['p50_ms']} / {open50['p99_ms']}" if open50 else "-",
+            f"{open80['p50_ms']} / {open80['p99_ms']}" if open80 else "-",
+            probes or "-",
+        ])  # fmt: skip
+    lines.append(markdown_table(
+        ["variant", "saturation req/s", "capacity req/s", "50%: p50 / p99 ms", "80%: p50 / p99 ms",
+         "probes req/s (p99 ms)"], body))  # fmt: skip
+    wrk_rows = [r for r in rows if r["scenario"] == "closed-wrk"]
+    lines += [
+        "",
+        f"Closed loop, {OURS}: `bench.loadgen` (Python) and Debian `wrk` (C, `-t1`), same bodies. req/s "
+        "counts 2xx answers for both; wrk's percentiles include refused (503) answers, the loadgen's "
+        "only 200s.",
+        "",
+    ]
+    if not wrk_rows:
+        lines.append("`wrk` was not installed: no cross-check (Debian package `wrk`, `make debian-deps`).")
+        return lines
+    pairs = []
+    for w in wrk_rows:
+        ours = find(rows, "closed", w["variant"], w["concurrency"])
+        pairs.append([
+            w["concurrency"], ours["rps"] if ours else None, w["rps"],
+            f"{ours['p50_ms']} / {ours['p99_ms']}" if ours else "-", f"{w['p50_ms']} / {w['p99_ms']}",
+            f"{ours['errors'] if ours else '-'} / {w['errors']}",
+        ])  # fmt: skip
+    lines.append(markdown_table(
+        ["connections", "loadgen req/s", "wrk req/s", "loadgen p50 / p99 ms", "wrk p50 / p99 ms",
+         "errors loadgen / wrk"], pairs))  # fmt: skip
+    return lines
+
+
 def quality_rows(facts: dict[str, dict]) -> list[list[Any]]:
     return [
         [variant, q["dataset"], q["output"], q["texts"], q["headline"],
@@ -243,7 +293,11 @@ def render_markdown(rows: list[dict], facts: dict[str, dict], figures: dict[str,
         "",
         markdown_table(RATIO_HEADER, ratios(rows, facts)),
         "",
-        "## Targets (issue 8)",
+        "## Capacity and the wrk cross-check",
+        "",
+        *capacity_lines(rows, facts),
+        "",
+        "## Targets (issues 8 and 16)",
         "",
         markdown_table(["figure", "target", "measured", "verdict"], targets(rows, facts)),
         "",

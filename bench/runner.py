@@ -14,7 +14,11 @@ Scenarios (all on `POST /tag` unless named otherwise; see docs/bench.md):
 - `sequential-acronyms`: the same on `POST /acronyms`;
 - `closed`: `concurrency` connections each sending its next request when the last one answered
   (1, 4, 16, 64); the best of them is the variant's *saturation* throughput;
-- `open-50`, `open-80`: Poisson arrivals at 50% and 80% of that saturation, latency from the
+- `closed-wrk` (ours only): the same closed loops driven by Debian's `wrk` (`bench/wrk.py`), when
+  it is installed: a cross-check of the figures above with a client written in C;
+- `capacity`: open-loop probes (bisection between 0 and saturation) for the highest rate whose p99
+  stays under `CAPACITY_P99_MS`: the variant's *capacity*;
+- `open-50`, `open-80`: Poisson arrivals at 50% and 80% of that capacity, latency from the
   intended send time;
 - `batch16`: 16 sentences per request, closed loop at concurrency 4 (texts/s = 16 x req/s);
 - `long-doc`: ~5,000-word documents (windowed), one at a time.
@@ -33,13 +37,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import loadgen
+from bench import loadgen, wrk
 from bench.inputs import long_documents, sentence_pool
 from bench.loadgen import Run, Target, percentile
 from bench.quality import served_quality
+from bench.report import OURS
 from bench.servers import Server, proc_status, start
 
 CONCURRENCIES = (1, 4, 16, 64)
+# Capacity: the highest open-loop rate whose p99 stays under this (issue 16); found by bisection
+# between 0 and the closed-loop saturation, to within saturation / 2**CAPACITY_STEPS.
+CAPACITY_P99_MS = 50.0
+CAPACITY_STEPS = 5
 VARIANTS = ("onnx-int8", "onnx-fp32", "torch-eager", "naive")
 
 
@@ -52,14 +61,15 @@ class Plan:
     acronyms_n: int = 200
     closed_s: float = 5.0
     open_s: float = 8.0
+    probe_s: float = 3.0  # each open-loop probe of the capacity search
     batch_s: float = 5.0
     long_n: int = 6
     long_max_s: float = 20.0
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(warmup_s=0.5, sequential_n=120, acronyms_n=60, closed_s=2.0, open_s=3.0, batch_s=2.0,
-                   long_n=2, long_max_s=8.0)  # fmt: skip
+        return cls(warmup_s=0.5, sequential_n=120, acronyms_n=60, closed_s=2.0, open_s=3.0, probe_s=1.5,
+                   batch_s=2.0, long_n=2, long_max_s=8.0)  # fmt: skip
 
 
 def variant_command(variant: str, build_dir: Path) -> tuple[list[str], dict[str, str]]:
@@ -144,8 +154,16 @@ def run_variant(
         saturation = max(saturation, r["rps"])
     facts["saturation_rps"] = saturation
 
+    if variant == OURS and wrk.available():
+        for c in CONCURRENCIES:
+            record(wrk_row(variant, c, wrk.closed_loop(port, "/tag", tag.bodies, c, plan.closed_s)))
+    elif variant == OURS:
+        say("  closed-wrk: skipped, `wrk` not found (Debian package wrk; make debian-deps)")
+
+    capacity, probes = find_capacity(tag, saturation, plan.probe_s, say)
+    facts["capacity_rps"], facts["capacity_probes"] = capacity, probes
     for share in (50, 80):
-        rate = max(1.0, saturation * share / 100)
+        rate = max(1.0, capacity * share / 100)
         run = asyncio.run(loadgen.open_loop(tag, rate, plan.open_s))
         record(row(f"open-{share}", variant, run.connections, run))
 
@@ -172,6 +190,52 @@ def run_variant(
     return rows, facts
 
 
+def find_capacity(
+    target: Target, saturation: float, seconds: float, say: Callable[[str], None]
+) -> tuple[float, list[dict]]:
+    """The highest open-loop rate (req/s) whose p99 stays under CAPACITY_P99_MS with no errors:
+    bisection between 0 (passes) and the closed-loop saturation; each probe runs `seconds`."""
+    probes: list[dict] = []
+
+    def passes(rate: float) -> bool:
+        run = asyncio.run(loadgen.open_loop(target, rate, seconds))
+        ms = [t * 1000 for t in run.ok]
+        p99 = percentile(ms, 99) if ms else float("inf")
+        ok = run.errors == 0 and p99 < CAPACITY_P99_MS
+        probes.append({"rate": round(rate, 1), "p50_ms": round(percentile(ms, 50), 2) if ms else None,
+                       "p99_ms": round(p99, 2), "errors": run.errors, "passes": ok})  # fmt: skip
+        say(
+            f"  capacity probe {rate:7.1f} req/s: p99 {p99:.1f} ms, errors {run.errors} -> {'pass' if ok else 'fail'}"
+        )
+        return ok
+
+    if saturation <= 0:
+        return 0.0, probes
+    if passes(saturation):
+        return saturation, probes
+    low, high = 0.0, saturation
+    for _ in range(CAPACITY_STEPS):
+        middle = (low + high) / 2
+        low, high = (middle, high) if passes(middle) else (low, middle)
+    return round(low, 1), probes
+
+
+def wrk_row(variant: str, concurrency: int, figures: dict[str, float]) -> dict:
+    return {
+        "scenario": "closed-wrk",
+        "variant": variant,
+        "concurrency": concurrency,
+        "requests": int(figures["requests"]),
+        "errors": int(figures["non_2xx"] + figures["socket_errors"]),
+        "p50_ms": figures.get("p50_ms"),
+        "p90_ms": figures.get("p90_ms"),
+        "p99_ms": figures.get("p99_ms"),
+        "rps": round(figures["ok_rps"], 1),  # 2xx answers a second, as the loadgen's rows
+        "texts_per_s": round(figures["ok_rps"], 1),
+        "load_avg_1m": load_avg(),
+    }
+
+
 def speed_probe(artifacts_dir: Path) -> float:
     """Milliseconds of one fixed int8 forward pass (16 x 45 tokens, 2 threads; median of 30), in
     this process with no server running: the same work every time. The VM this was built on runs
@@ -190,6 +254,9 @@ def speed_probe(artifacts_dir: Path) -> float:
     )
     ids = np.random.default_rng(0).integers(3, 1000, (16, 45)).astype(np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    inputs = {i.name: i for i in session.get_inputs()}
+    if "features" in inputs:  # a model that reads token features (docs/contracts.md section 3)
+        feed["features"] = np.ones((*ids.shape, inputs["features"].shape[-1]), dtype=np.int64)
     for _ in range(5):
         session.run(None, feed)
     times = []

@@ -7,6 +7,7 @@ runs the app's shutdown and exits 0.
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
 from types import FrameType
@@ -15,6 +16,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from service.app import create_app
+from service.connections import HeaderDeadlineProtocol
 from service.logs import configure_logging
 from service.settings import Settings
 
@@ -40,8 +42,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, exit_cleanly)
     settings = load_settings()
     configure_logging(settings.log_level)
+    app = create_app(settings)
+    # uvicorn's httptools protocol with a deadline on request headers (service/connections.py).
+    protocol = functools.partial(
+        HeaderDeadlineProtocol, header_timeout=settings.header_timeout_seconds, metrics=app.state.metrics
+    )
     uvicorn.run(
-        create_app(settings),
+        app,
+        http=protocol,  # type: ignore[arg-type]  # uvicorn calls it like a protocol class
         host=settings.host,
         port=settings.port,
         workers=1,

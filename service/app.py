@@ -2,11 +2,14 @@
 
 Layers run one way: HTTP (this module) -> `models.predict` -> batcher -> ONNX Runtime.
 
-Two pure-ASGI middlewares wrap every request:
-- `RequestContext` (outermost): request id, timing headers, request metrics, one JSON log line,
-  and the last line of defence that turns any unexpected exception into a JSON 500.
+Three pure-ASGI middlewares wrap every request:
+- `Admission` (outermost, service/admission.py): at most `max_in_flight` model requests; the excess
+  is refused with a 503 before any other work.
+- `RequestContext`: request id, timing headers, request metrics, one JSON log line, and the last
+  line of defence that turns any unexpected exception into a JSON 500.
 - `RequestGuard`: API key, content type and body size of the POST endpoints, checked before the
-  body is parsed; the body is read here, at most `max_body_bytes` of it.
+  body is parsed; the body is read here, at most `max_body_bytes` of it within
+  `body_timeout_seconds` (an oversized one is drained before the 413).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
+from service.admission import Admission
 from service.artifacts import BUILTIN_TASKS
 from service.errors import (
     ClientDisconnected,
@@ -36,6 +40,7 @@ from service.errors import (
     LimitExceeded,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceError,
     Unauthorized,
     UnsupportedMediaType,
@@ -63,7 +68,7 @@ from service.ui import UI_ROUTES, install_ui
 log = logging.getLogger("aligntag.app")
 request_log = logging.getLogger("aligntag.request")
 
-MODEL_ROUTES = ("/tag", "/acronyms")
+MODEL_ROUTES = {"/tag": "concepts", "/acronyms": "acronyms"}  # route -> the task that answers it
 TASK_ROUTE = "/tasks/{task}"  # POST /tasks/<task>: every task, built-in or user (docs/service.md)
 TASK_PATH = re.compile(r"/tasks/[^/]+")
 ADMIN_ROUTES = ("/admin/reload",)  # behind the API key when one is set
@@ -215,12 +220,14 @@ ERROR_STATUSES = {
     400: "invalid_json: the body is not JSON (or is empty).",
     401: "unauthorized: API key missing or wrong (only when ALIGNTAG_API_KEY is set).",
     405: "method_not_allowed: a method other than POST; the Allow header lists POST.",
+    408: "request_timeout: the body did not arrive within ALIGNTAG_BODY_TIMEOUT_SECONDS.",
     413: "payload_too_large: the body exceeds ALIGNTAG_MAX_BODY_BYTES.",
     415: "unsupported_media_type: a Content-Type other than JSON.",
     422: "validation_error or limit_exceeded: a field is invalid, or a text or request is over its limit.",
     431: "headers_too_large: the request headers exceed ALIGNTAG_MAX_HEADER_BYTES.",
     500: "internal_error or inference_failed; the message names the request id.",
-    503: "overloaded (queue full, with Retry-After) or model_unavailable (the model is not loaded).",
+    503: "overloaded (ALIGNTAG_MAX_IN_FLIGHT requests in flight, or the queue full; with Retry-After) "
+    "or model_unavailable (the model is not loaded).",
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": description} for code, description in ERROR_STATUSES.items()
@@ -335,9 +342,10 @@ class RequestGuard:
     """Header size of every request; API key, content type and body size of protected/model routes;
     all before any parsing."""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
         self.app = app
         self.settings = settings
+        self.metrics = metrics
         self.api_key = settings.api_key.get_secret_value().encode() if settings.api_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -390,25 +398,61 @@ class RequestGuard:
             raise UnsupportedMediaType(f"Content-Type must be application/json (got {media_type})")
 
     async def _read_body(self, headers: Headers, receive: Receive) -> bytes:
+        """The body, at most `max_body_bytes` of it, within `body_timeout_seconds` (408 beyond: a
+        client trickling its body in is cut off; it holds no admission slot meanwhile)."""
         limit = self.settings.max_body_bytes
+        deadline = asyncio.get_running_loop().time() + self.settings.body_timeout_seconds
         too_large = PayloadTooLarge(
-            f"request body exceeds {limit} bytes (ALIGNTAG_MAX_BODY_BYTES); split the texts over several requests"
+            f"request body exceeds {limit} bytes (ALIGNTAG_MAX_BODY_BYTES); split the texts over several requests",
+            headers={"Connection": "close"},
         )
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_large  # refused before reading a byte of it
+            if int(declared) <= self.settings.max_drain_bytes:  # else the reset cannot be avoided
+                await self._drain(headers, receive, deadline)
+            raise too_large
         chunks, size = [], 0
         while True:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                self.metrics.client_timeouts.labels("body").inc()
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.settings.body_timeout_seconds:g} s "
+                    "(ALIGNTAG_BODY_TIMEOUT_SECONDS)",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ClientDisconnected()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                await self._drain(headers, receive, deadline)
                 raise too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+    async def _drain(self, headers: Headers, receive: Receive, deadline: float) -> None:
+        """Read and discard the rest of an oversized body (at most `max_drain_bytes`, until the body
+        deadline) before the 413 goes out with `Connection: close`. Closing a socket whose received
+        data was never read makes the kernel send a reset, which discards the answer: urllib,
+        http.client and httpx send the whole body before reading and got `Connection reset by peer`.
+        A client that sent `Expect: 100-continue` has sent no body yet (uvicorn answers 100 only when
+        the body is read), so it gets the 413 at once."""
+        if headers.get("expect", "").lower() == "100-continue":
+            return
+        drained = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                while drained <= self.settings.max_drain_bytes:
+                    message = await receive()
+                    drained += len(message.get("body", b""))
+                    if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                        return
+        except TimeoutError:
+            self.metrics.client_timeouts.labels("body").inc()
 
 
 def replay(body: bytes, receive: Receive) -> Receive:
@@ -474,8 +518,27 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
     app.state.reloader = reloader
     install_handlers(app)
     install_ui(app)
-    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(RequestGuard, settings=settings, metrics=metrics)
     app.add_middleware(RequestContext, metrics=metrics, settings=settings)
+
+    # Outermost: excess requests are refused before any other work (service/admission.py).
+    def admitted_route(path: str) -> tuple[str, str] | None:
+        """(route label, model label) of a path whose POST runs a model; None for the others. A
+        task the service does not know is labelled `unknown` (it would get 404)."""
+        if path in MODEL_ROUTES:
+            return path, MODEL_ROUTES[path]
+        if TASK_PATH.fullmatch(path):
+            task = path.removeprefix("/tasks/")
+            return TASK_ROUTE, task if task in models else "unknown"
+        return None
+
+    app.add_middleware(
+        Admission,
+        max_in_flight=settings.max_in_flight,
+        retry_after_seconds=settings.retry_after_seconds,
+        metrics=metrics,
+        admitted_route=admitted_route,
+    )
 
     def model_ref(model: Model) -> dict[str, str]:
         return {"task": model.task, "version": model.version}

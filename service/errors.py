@@ -47,6 +47,10 @@ class MethodNotAllowed(ServiceError):
     status_code, error_type = 405, "method_not_allowed"
 
 
+class RequestTimeout(ServiceError):
+    status_code, error_type = 408, "request_timeout"
+
+
 class PayloadTooLarge(ServiceError):
     status_code, error_type = 413, "payload_too_large"
 

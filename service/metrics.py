@@ -93,8 +93,17 @@ class Metrics:
         )
         self.rejected = Counter(
             "aligntag_rejected_requests",
-            "Requests refused or dropped by the batcher (queue_full, client_disconnected).",
+            "Requests refused or dropped: in_flight (503 from admission, ALIGNTAG_MAX_IN_FLIGHT), "
+            "queue_full (503 from the batcher), client_disconnected (dropped before running).",
             ["model", "reason"],
+            registry=r,
+        )
+        self.client_timeouts = Counter(
+            "aligntag_client_timeouts",
+            "Connections closed because a client was too slow: `headers` (408, headers not complete "
+            "within ALIGNTAG_HEADER_TIMEOUT_SECONDS), `body` (408, ALIGNTAG_BODY_TIMEOUT_SECONDS), "
+            "`idle` (a new connection that sent nothing within the header timeout).",
+            ["phase"],
             registry=r,
         )
         self.model_info = Gauge(

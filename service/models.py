@@ -10,8 +10,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from service.artifacts import BUILTIN_TASKS, Artifact, ArtifactError, load_artifact, span_labels
 from service.batcher import Batcher, JobResult
@@ -20,16 +21,25 @@ from service.metrics import Metrics
 from service.runtime import OnnxRuntime, Runtime, warm_up
 from service.settings import Settings
 from service.tagging import Span, plan_windows, tag_text
-from textfeatures.features import TextInputs, encode_texts, window
+from textfeatures.features import TextInputs, Window, encode_texts, window
 
 log = logging.getLogger("aligntag.models")
 
 RuntimeFactory = Callable[[Artifact, Settings], Runtime]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+T = TypeVar("T")
 
-# Below this many characters tokenizing (tokens + features, ~0.5 ms a 30-word text) in the event
-# loop is cheaper than a hop to a thread; above it the loop stays free to refuse overload at once.
-INLINE_TOKENIZE_CHARS = 1024
+# The Python work of a request (tokens, the six token features, decoding) runs in this one thread,
+# not in the event loop: with it in the loop, at 3x overload every request, the ones that would be
+# refused too, waited behind that work (1-text requests at 3x, contended machine: refusal median
+# 102 ms with it in the loop, 10 ms here; docs/service.md, "Admission and slow clients"). One
+# thread, because the GIL lets only one run at a time anyway; the loop keeps parsing, refusing and
+# answering while it runs. `timings.tokenize` includes the wait for this thread.
+_prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep")
+
+
+async def in_prep_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_prep, fn, *args)
 
 
 def onnx_runtime_factory(artifact: Artifact, settings: Settings) -> Runtime:
@@ -171,26 +181,37 @@ async def _predict(
     batcher.refuse_if_full()
 
     started = time.perf_counter()
-    encoded: list[TextInputs]
-    if sum(len(t) for t in texts) <= INLINE_TOKENIZE_CHARS:
-        encoded = encode_texts(artifact.tokenizer, texts)
-    else:
-        encoded = await asyncio.to_thread(encode_texts, artifact.tokenizer, texts)
-    plans = [plan_windows(len(e.ids), model.window, model.overlap) for e in encoded]
-    sequences = [
-        window(e, start, end) for e, ranges in zip(encoded, plans, strict=True) for start, end in ranges
-    ]
+    encoded, plans, sequences = await in_prep_thread(prepare, artifact, texts, model.window, model.overlap)
     timings.tokenize = time.perf_counter() - started
     metrics.tokenization.labels(model.task).observe(timings.tokenize)
 
     result = await _result_unless_disconnected(batcher.submit(sequences), receive)
     timings.queue, timings.inference = result.queue_seconds, result.inference_seconds
     timings.batch_size = result.batch_size
+    return await in_prep_thread(decode, artifact, encoded, plans, result.probs, min_score)
 
+
+def prepare(
+    artifact: Artifact, texts: Sequence[str], window_tokens: int, overlap: int
+) -> tuple[list[TextInputs], list[list[tuple[int, int]]], list[Window]]:
+    """Tokens and features of each text, its windows, and the windows in order (prep thread)."""
+    encoded = encode_texts(artifact.tokenizer, texts)
+    plans = [plan_windows(len(e.ids), window_tokens, overlap) for e in encoded]
+    sequences = [
+        window(e, start, end) for e, ranges in zip(encoded, plans, strict=True) for start, end in ranges
+    ]
+    return encoded, plans, sequences
+
+
+def decode(
+    artifact: Artifact, encoded: Sequence[TextInputs], plans: Sequence[Sequence[tuple[int, int]]],
+    probs: Sequence[Any], min_score: float,
+) -> list[list[Span]]:  # fmt: skip
+    """Spans of each text from its windows' probabilities (prep thread)."""
     spans: list[list[Span]] = []
     position = 0
     for e, ranges in zip(encoded, plans, strict=True):
-        window_probs = result.probs[position : position + len(ranges)]
+        window_probs = probs[position : position + len(ranges)]
         position += len(ranges)
         spans.append(tag_text(e, ranges, window_probs, artifact.labels, min_score))
     return spans

@@ -1,17 +1,20 @@
 """Overload and soak, against a service of its own (clean RSS figures), the load generator
 (`bench.loadgen`) in a separate process.
 
-Overload: measure saturation (closed loop, 32 connections), then offer 3x that rate as Poisson
+Overload: measure saturation (closed loop, 16 connections: no more than admission's default
+`ALIGNTAG_MAX_IN_FLIGHT`, so the closed loop measures throughput, not refusals), then offer 3x that rate as Poisson
 arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the service's queue at
-`ALIGNTAG_MAX_QUEUE=64`, so that on 2 cores the queue, not the client, is what fills up. Checks:
+`ALIGNTAG_MAX_QUEUE=64` and admission at its default (`ALIGNTAG_MAX_IN_FLIGHT=16`). Checks:
 - every answer is 200 or 503 `overloaded` with `Retry-After` (no other status, no dropped
-  connection); refusals are fast (median refusal time reported and bounded);
-- accepted requests keep a bounded latency (p99 reported and bounded);
+  connection), and there are refusals;
+- refusals come before the work: their median is under a third of the accepted requests' median
+  (the same burst, so no absolute time; before admission at the HTTP layer clean CI runs measured
+  1.4-1.7 s against 2.7-3.4 s for 8-text requests, a ratio of about 0.5);
 - RSS stays bounded (peak during the burst vs before);
-- after the burst, the latency of sequential requests is back to normal within seconds.
-With 1 text a request the HTTP layer saturates before the model, the excess waits in socket
-buffers and the queue rarely fills; there the bounds are relative to this run's saturation rate:
-accepted p99 and recovery within the time the whole burst takes at half that rate.
+- after the burst, the latency of sequential requests is back to normal.
+The speed targets of issue 16 (median refusal <= 5 ms, p99 refusal <= 50 ms, accepted p99 <= 250 ms,
+recovery <= 1 s) are in the report with a verdict, not asserted: the figures depend on what else
+the machine runs, and the report gives its load average.
 
 Soak: `Mode.soak_requests` (2,000 in CI, 50,000 in full mode) mixed requests (both endpoints,
 single texts, 8-text batches, a 2,000-word document, non-ASCII, empty, `min_score`, and a share
@@ -38,6 +41,8 @@ from bench.inputs import long_documents, sentence_pool
 from bench.loadgen import Run, percentile
 
 MAX_QUEUE = 64
+# Issue 16's targets at 3x overload (ms, s); reported with a verdict, not asserted (module docstring).
+TARGETS = {"median refusal ms": 5.0, "p99 refusal ms": 50.0, "accepted p99 ms": 250.0, "recovery s": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +89,10 @@ def sequential_ms(port: int, body: dict, n: int) -> list[float]:
 @pytest.mark.parametrize("texts_per_request", [8, 1])
 def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mode, report: Report,
                                 tmp_path: Path, texts_per_request: int) -> None:  # fmt: skip
-    """8 texts a request: the model is the bottleneck, the queue fills, and every target holds.
-    1 text a request: the HTTP layer (one event loop) saturates before the model does; the excess
-    waits in socket buffers, where no queue limit can refuse it, so latency is bounded by the
-    backlog, not by the queue. Checked: only 200/503, RSS bounded, and, against figures of this
-    same run (no absolute time), that the burst's requests are served at no less than half the
-    closed-loop saturation rate (accepted p99 and recovery within the time the whole burst takes
-    at that rate) and that sequential latency after recovery is back to the baseline's."""
+    """8 texts a request: the model is the bottleneck; 1 text a request: the event loop's per-request
+    work is. Either way admission (`ALIGNTAG_MAX_IN_FLIGHT`) refuses the excess before it costs
+    the loop anything, so refusals are fast and accepted requests wait behind at most the
+    admitted ones (see the module docstring for what is asserted and what is reported)."""
     port = load_service.port
     k = texts_per_request
     bodies = [
@@ -99,7 +101,7 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     probe = {"text": pool[0]}
     baseline = sequential_ms(port, probe, 200)
     base_p50, base_p99 = percentile(baseline, 50), percentile(baseline, 99)
-    saturation = loadgen({"mode": "closed", "port": port, "bodies": bodies, "concurrency": 32,
+    saturation = loadgen({"mode": "closed", "port": port, "bodies": bodies, "concurrency": 16,
                           "duration": 2.0 if not mode.full else 5.0})  # fmt: skip
     assert saturation.errors == 0
     rate = 3 * saturation.rps
@@ -133,12 +135,10 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     refusal_ms = [s.latency * 1000 for s in refusals]
     accepted_ms = [t * 1000 for t in accepted]
     after = sequential_ms(port, probe, 100)
-    # The time the whole burst takes to serve at half the saturation rate measured above.
-    drain_at_half_rate = 2 * len(run.samples) / saturation.rps
     figures = {
         "texts per request": k,
         "baseline sequential p50 / p99 ms (1 text)": f"{base_p50:.2f} / {base_p99:.2f}",
-        "saturation (closed loop, 32 connections) req/s": f"{saturation.rps:.0f}",
+        "saturation (closed loop, 16 connections) req/s": f"{saturation.rps:.0f}",
         "offered rate req/s (3x) / achieved": f"{rate:.0f} / {len(run.samples) / mode.overload_seconds:.0f}",
         "burst seconds": mode.overload_seconds,
         "requests tried": len(run.samples),
@@ -158,49 +158,47 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
             f"{recovered_at:.2f}" if recovered_at is not None else "not within 60 s"
         ),
         "sequential p50 after recovery ms": f"{percentile(after, 50):.2f}",
-        "burst served at half the saturation rate s (1 text: bound of accepted p99 and recovery)": (
-            f"{drain_at_half_rate:.1f}"
-        ),
+    }
+    measured = {
+        "median refusal ms": statistics.median(refusal_ms) if refusals else None,
+        "p99 refusal ms": percentile(refusal_ms, 99) if refusals else None,
+        "accepted p99 ms": percentile(accepted_ms, 99) if accepted_ms else None,
+        "recovery s": recovered_at,
     }
     title = f"Overload: 3x saturation for {mode.overload_seconds:g} s, {k} text(s) a request"
-    why = (
-        "the model is the bottleneck: the queue fills and the excess is refused"
-        if k > 1
-        else "the HTTP layer (one event loop) saturates before the model: the excess waits in socket "
-        "buffers, where no queue limit can refuse it; latency and recovery are bounded by the time "
-        "the whole burst takes at half the saturation rate"
+    why = "the model is the bottleneck" if k > 1 else "the event loop's per-request work is the bottleneck"
+    report.add(
+        title,
+        f"`ALIGNTAG_MAX_QUEUE={MAX_QUEUE}`, admission at its default (`ALIGNTAG_MAX_IN_FLIGHT`); "
+        f"{why}. Targets (issue 16): "
+        + ", ".join(
+            f"{name} <= {target:g}: {verdict(measured[name], target)}" for name, target in TARGETS.items()
+        )
+        + ".",
+        "",
     )
-    report.add(title, f"`ALIGNTAG_MAX_QUEUE={MAX_QUEUE}`; {why}.", "")
     report.table(title, ["figure", "value"], [[name, v] for name, v in figures.items()])
 
     assert set(statuses) <= {200, 503}, f"unexpected statuses {statuses}"
     assert all(s.retry_after for s in refusals), "a 503 without Retry-After"
+    assert refusals, "nothing was refused at 3x saturation"
+    assert accepted_ms, "nothing was accepted at 3x saturation"
     assert rss.peak < rss_before + 150, f"RSS grew from {rss_before:.0f} to {rss.peak:.0f} MB"
     assert recovered_at is not None, f"no recovery within 60 s: {probes[-10:]}"
     assert rel_helpers.server_errors(port, allowed=("503",)) == 0
     # After recovery the service answers as before the burst (the recovery probe's own threshold).
     assert percentile(after, 50) <= normal, f"sequential p50 {percentile(after, 50):.2f} ms > {normal:.2f} ms"
-    if k > 1:
-        assert refusals, "nothing was refused at 3x saturation: the queue never filled"
-        # Bounds generous enough for a shared 2-core CI machine; the report has the figures.
-        # How fast refusals come is reported (the table above), not asserted: with the 6 Python
-        # token features the one event loop saturates before the queue does, so a refusal waits in
-        # the loop's backlog like any request (clean CI runs: median 1.4-1.7 s, against 2.7-3.4 s
-        # accepted). Fast refusals need admission before the event loop: issue 16, part 3.
-        assert percentile(accepted_ms, 99) < 10_000, "accepted requests waited more than 10 s"
-        assert recovered_at < 10, f"recovery took {recovered_at:.1f} s: {probes[-10:]}"
-    else:
-        # The excess waits in socket buffers instead of being refused, so nearly every request of
-        # the burst is served; served at no less than half the saturation rate, the whole burst is
-        # done within `drain_at_half_rate` seconds of its start: no request waits longer, and the
-        # backlog is gone by then.
-        assert percentile(accepted_ms, 99) < 1000 * drain_at_half_rate, (
-            f"accepted p99 {percentile(accepted_ms, 99):.0f} ms: the burst of {len(run.samples)} requests "
-            f"was served at less than half the saturation rate ({saturation.rps:.0f} req/s)"
-        )
-        assert recovered_at < drain_at_half_rate, (
-            f"recovery took {recovered_at:.1f} s (> {drain_at_half_rate:.1f} s): {probes[-10:]}"
-        )
+    # Refused before the work, not after waiting behind it: a ratio within the same burst.
+    # Before admission it was about half (8 texts); with it 0.015 (8 texts) and 0.11 (1 text, tiny
+    # model, where 16 admitted requests wait only ~75 ms) at load average 4.
+    assert statistics.median(refusal_ms) < percentile(accepted_ms, 50) / 3, (
+        f"median refusal {statistics.median(refusal_ms):.1f} ms against a median accepted "
+        f"{percentile(accepted_ms, 50):.1f} ms: refusals waited behind the work"
+    )
+
+
+def verdict(value: float | None, target: float) -> str:
+    return "not measured" if value is None else f"{value:.3g}, {'met' if value <= target else 'missed'}"
 
 
 def soak_requests(pool: list[str]) -> list[dict[str, Any]]:

@@ -104,6 +104,43 @@ def test_full_queue_gives_503_with_retry_after(make_client: MakeClient) -> None:
     assert 'aligntag_requests_total{route="/tag",status="503"} 1.0' in metrics
 
 
+def test_admission_refuses_beyond_max_in_flight_before_any_work(make_client: MakeClient) -> None:
+    """ALIGNTAG_MAX_IN_FLIGHT=2: with one request in the model and one queued behind it, a third gets
+    the 503 at once (it never reaches the tokenizer or the batcher), other routes still answer, and
+    once the two are done requests pass again."""
+    runtimes = ControlledRuntimes()
+    client = make_client(runtime_factory=runtimes, max_in_flight=2, retry_after_seconds=3)
+    concepts = runtimes["concepts"]
+    batcher = client.app.state.models["concepts"].batcher  # type: ignore[attr-defined]
+    concepts.gate.clear()
+    concepts.entered.clear()
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(client.post, "/tag", json={"text": "first"})
+        wait_for(concepts.entered.is_set)
+        queued = pool.submit(client.post, "/tag", json={"text": "second"})
+        wait_for(lambda: batcher.queue_depth == 1)
+        calls = len(concepts.calls)
+        refused = client.post("/acronyms", json={"text": "third, other model: the limit is on the service"})
+        assert error(refused) == (
+            503, "overloaded", "2 requests are being processed (ALIGNTAG_MAX_IN_FLIGHT); retry later",
+        )  # fmt: skip
+        assert refused.headers["retry-after"] == "3"
+        # The generic route counts too, for a known task and for one the service does not know.
+        assert error(client.post("/tasks/concepts", json={"text": "fourth"}))[:2] == (503, "overloaded")
+        assert error(client.post("/tasks/nope", json={"text": "fifth"}))[:2] == (503, "overloaded")
+        assert batcher.queue_depth == 1 and len(concepts.calls) == calls
+        assert client.get("/health").status_code == 200  # only the model routes are limited
+        concepts.gate.set()
+        assert running.result().status_code == 200 and queued.result().status_code == 200
+    assert client.post("/tag", json={"text": "after"}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'aligntag_rejected_requests_total{model="acronyms",reason="in_flight"} 1.0' in metrics
+    assert 'aligntag_requests_total{route="/acronyms",status="503"} 1.0' in metrics
+    assert 'aligntag_requests_total{route="/tasks/{task}",status="503"} 2.0' in metrics
+    assert 'aligntag_rejected_requests_total{model="concepts",reason="in_flight"} 1.0' in metrics
+    assert 'aligntag_rejected_requests_total{model="unknown",reason="in_flight"} 1.0' in metrics
+
+
 def test_failed_batch_gives_json_500_and_service_stays_ready(make_client: MakeClient) -> None:
     runtimes = ControlledRuntimes()
     client = make_client(runtime_factory=runtimes)

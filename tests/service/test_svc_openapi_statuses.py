@@ -4,9 +4,14 @@ answered (in-process app on the tiny artifacts). No 404 on the fixed paths /tag 
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from starlette.types import ASGIApp, Message
 from svc_helpers import ControlledRuntimes, MakeClient
 
 from service.app import ERROR_STATUSES, TASK_NOT_FOUND, create_app
@@ -24,7 +29,7 @@ ROUTES = {"/tag": "concepts", "/acronyms": "acronyms", "/tasks/acronyms": "acron
 
 def test_schema_lists_every_status_of_the_model_routes(tiny_artifacts_dir: Path) -> None:
     schema = create_app(Settings(artifacts_dir=tiny_artifacts_dir)).openapi()
-    assert set(ERROR_STATUSES) == {400, 401, 405, 413, 415, 422, 431, 500, 503}
+    assert set(ERROR_STATUSES) == {400, 401, 405, 408, 413, 415, 422, 431, 500, 503}
     for route, statuses in SCHEMA_STATUSES.items():
         responses = schema["paths"][route]["post"]["responses"]
         assert set(responses) == {"200", *(str(code) for code in statuses)}, route
@@ -36,10 +41,38 @@ def test_schema_lists_every_status_of_the_model_routes(tiny_artifacts_dir: Path)
             }
 
 
+def body_never_sent(app: ASGIApp, route: str, headers: dict[str, str]) -> Any:
+    """The app called directly with a request whose body never comes (TestClient would send the
+    whole body before calling the app): what it answers, shaped like a TestClient response."""
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        await asyncio.sleep(60)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": route, "raw_path": route.encode(), "query_string": b"",
+             "root_path": "", "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    status = next(m["status"] for m in messages if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+    return SimpleNamespace(status_code=status, json=lambda: json.loads(body), text=body.decode())
+
+
 @pytest.mark.parametrize("route", ROUTES)
 def test_every_listed_status_is_answered(make_client: MakeClient, tmp_path: Path, route: str) -> None:
     runtimes = ControlledRuntimes()
-    client = make_client(runtime_factory=runtimes, api_key="k", max_body_bytes=1024, max_header_bytes=1024)
+    client = make_client(
+        runtime_factory=runtimes,
+        api_key="k",
+        max_body_bytes=1024,
+        max_header_bytes=1024,
+        body_timeout_seconds=0.2,
+    )
     key = {"Authorization": "Bearer k"}
     seen: dict[int, str] = {}
 
@@ -54,6 +87,11 @@ def test_every_listed_status_is_answered(make_client: MakeClient, tmp_path: Path
     check(400, "invalid_json", client.post(route, content=b"not json", headers=key))
     check(401, "unauthorized", client.post(route, json={"text": "a"}))
     check(405, "method_not_allowed", client.get(route, headers=key))
+    check(
+        408,
+        "request_timeout",
+        body_never_sent(client.app, route, {**key, "Content-Type": "application/json"}),
+    )
     check(413, "payload_too_large", client.post(route, json={"text": "a" * 2000}, headers=key))
     check(
         415,
