@@ -7,12 +7,15 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from svc_helpers import (
     ControlledRuntimes,
     MakeClient,
@@ -79,9 +82,10 @@ def test_no_api_key_means_open(make_client: MakeClient) -> None:
 # ---------------------------------------------------------------------------- overload and failure
 
 
-def test_full_queue_gives_503_with_retry_after(make_client: MakeClient) -> None:
-    runtimes = ControlledRuntimes()
-    client = make_client(runtime_factory=runtimes, max_queue=1, retry_after_seconds=2)
+@contextmanager
+def one_running_one_queued(client: TestClient, runtimes: ControlledRuntimes) -> Iterator[None]:
+    """The concepts worker busy with one /tag request and a second queued behind it; on exit both
+    are released and answered 200."""
     concepts = runtimes["concepts"]
     batcher = client.app.state.models["concepts"].batcher  # type: ignore[attr-defined]
     concepts.gate.clear()
@@ -91,14 +95,21 @@ def test_full_queue_gives_503_with_retry_after(make_client: MakeClient) -> None:
         wait_for(concepts.entered.is_set)  # the worker is busy with "first"
         queued = pool.submit(client.post, "/tag", json={"text": "second"})
         wait_for(lambda: batcher.queue_depth == 1)
+        yield
+        concepts.gate.set()
+        assert running.result().status_code == 200 and queued.result().status_code == 200
+
+
+def test_full_queue_gives_503_with_retry_after(make_client: MakeClient) -> None:
+    runtimes = ControlledRuntimes()
+    client = make_client(runtime_factory=runtimes, max_queue=1, retry_after_seconds=2)
+    with one_running_one_queued(client, runtimes):
         refused = client.post("/tag", json={"text": "third"})
         assert error(refused) == (
             503, "overloaded", "the concepts queue is full (1 requests waiting); retry later",
         )  # fmt: skip
         assert refused.headers["retry-after"] == "2"
         assert client.post("/acronyms", json={"text": "other model, own queue"}).status_code == 200
-        concepts.gate.set()
-        assert running.result().status_code == 200 and queued.result().status_code == 200
     metrics = client.get("/metrics").text
     assert 'aligntag_rejected_requests_total{model="concepts",reason="queue_full"} 1.0' in metrics
     assert 'aligntag_requests_total{route="/tag",status="503"} 1.0' in metrics
@@ -112,13 +123,7 @@ def test_admission_refuses_beyond_max_in_flight_before_any_work(make_client: Mak
     client = make_client(runtime_factory=runtimes, max_in_flight=2, retry_after_seconds=3)
     concepts = runtimes["concepts"]
     batcher = client.app.state.models["concepts"].batcher  # type: ignore[attr-defined]
-    concepts.gate.clear()
-    concepts.entered.clear()
-    with ThreadPoolExecutor(2) as pool:
-        running = pool.submit(client.post, "/tag", json={"text": "first"})
-        wait_for(concepts.entered.is_set)
-        queued = pool.submit(client.post, "/tag", json={"text": "second"})
-        wait_for(lambda: batcher.queue_depth == 1)
+    with one_running_one_queued(client, runtimes):
         calls = len(concepts.calls)
         refused = client.post("/acronyms", json={"text": "third, other model: the limit is on the service"})
         assert error(refused) == (
@@ -130,8 +135,6 @@ def test_admission_refuses_beyond_max_in_flight_before_any_work(make_client: Mak
         assert error(client.post("/tasks/nope", json={"text": "fifth"}))[:2] == (503, "overloaded")
         assert batcher.queue_depth == 1 and len(concepts.calls) == calls
         assert client.get("/health").status_code == 200  # only the model routes are limited
-        concepts.gate.set()
-        assert running.result().status_code == 200 and queued.result().status_code == 200
     assert client.post("/tag", json={"text": "after"}).status_code == 200
     metrics = client.get("/metrics").text
     assert 'aligntag_rejected_requests_total{model="acronyms",reason="in_flight"} 1.0' in metrics
