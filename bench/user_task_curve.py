@@ -100,7 +100,9 @@ def write_report(report_dir: Path, new_rows: list[dict], config: str) -> None:
         f"`make finetune`, config `{config}`). Task: label each ScienceIE span with its type",
         "(Material, Process, Task), a task aligntag does not ship; trained on N paragraphs of",
         "scienceie-train, evaluated on all of scienceie-dev by the published graph (exact spans,",
-        "span and type both right). Mean over seeds, with the per-seed values.",
+        "span and type both right). Mean over seeds, with the per-seed values. `seconds` is the",
+        "wall time of a whole run (finetuning, export, evaluation) as measured: compare it only",
+        "with the machine's load at the time.",
         "",
         "| head | N | micro F1 (mean) | per seed | "
         + " | ".join(f"{lab} F1" for lab in labels)
