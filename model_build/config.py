@@ -116,11 +116,14 @@ def _tiny() -> BuildConfig:
         # Enough finetuning for the test model to tag: it learns to read the rules' features, so
         # the tests' sentences get concept spans and paired acronyms (seconds on 2 cores). With
         # feature version 2, 160 examples and ~150 steps left it missing digit-bearing short forms
-        # (T2DM, BRCA1) in some builds; 400 examples and at least 300 steps did not.
+        # (T2DM, BRCA1) in some builds; 400 examples and at least 300 steps did not. At most 500
+        # steps: 8 epochs of 400 Inspec abstracts in 64-token windows were ~1,600 steps (70 of the
+        # 94 s a tiny build took, twice per test session).
         finetune=FinetuneConfig(
             max_examples=400,
             epochs=8,
             min_steps=300,
+            max_steps=500,
             patience=8,
             batch_size=8,
             seq_len=64,
