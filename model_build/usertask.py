@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -122,7 +121,6 @@ def finetune_task(
     encoder, _ = load_encoder(checkpoint)
     label_names = bio_label_names(train.labels)
     add_task_head(encoder, task, label_names, head_from_concepts)
-    t0 = time.perf_counter()
     model, ft_summary = finetune(
         encoder,
         "aligned",
@@ -151,11 +149,12 @@ def finetune_task(
         str(dev_path) if dev_path else f"{len(evaluation)} held-out examples"
     )
     extra["finetuning"]["skipped_records"] = dict(train.skipped)
+    extra["finetuning"]["head_init"] = ft_summary["head_init"]
     out = export_artifact(
         model, task, text.tokenizer_path, evaluation, cfg.export, artifacts_dir,
         version_name(task, export_fp), extra, label_names,
     )  # fmt: skip
-    return out, {"finetune_seconds": round(time.perf_counter() - t0, 1), **ft_summary}
+    return out, ft_summary
 
 
 def print_report(artifact_dir: Path, manifest: dict) -> None:
