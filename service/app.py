@@ -428,7 +428,8 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await self._drain(headers, receive, deadline)
+                if message.get("more_body", False):  # a complete body has nothing left to drain
+                    await self._drain(headers, receive, deadline)
                 raise too_large
             chunks.append(chunk)
             if not message.get("more_body", False):
