@@ -375,9 +375,11 @@ def test_padding_changes_no_probability_of_the_real_model(tiny_artifacts_dir, on
     one call get the probabilities they get alone, so the attention mask reaches the graph. fp32
     must match closely (through the length groups too); int8 re-scales its activations per call,
     so there the padded rows must stay much closer to their lone run than the same call with the
-    mask dropped (padding attended to) comes, in logits (on the tiny concept model a dropped mask
-    moves them by 0.7-1.3, int8's per-call scales by 0.03-0.04): a runtime that dropped the mask
-    would fail both."""
+    mask dropped (padding attended to) comes, in mean absolute logit change summed over the padded
+    rows. Measured on four tiny builds: int8's per-call scales move them by 0.008-0.017, a dropped
+    mask by 0.2-0.8 (the max over one row was too noisy a measure: a 35-token row padded to 64
+    moved by 0.03-0.04 from scales and by only 0.08-0.12 from a dropped mask on the 500-step tiny
+    model). A runtime that dropped the mask would fail both."""
     from service.artifacts import load_artifact
     from service.models import onnx_runtime_factory
     from service.settings import Settings
@@ -401,11 +403,14 @@ def test_padding_changes_no_probability_of_the_real_model(tiny_artifacts_dir, on
     assert mask.min() == 0, "nothing is padded: the test would check nothing"
     joint = runtime(ids, mask, features)
     blind = runtime(ids, np.ones_like(mask), features)
+    error = drift = 0.0
     for row, w in enumerate(windows):
         n = len(w)
         if n == ids.shape[1]:
             continue  # the longest window has no padding to hide
         single = runtime(*pad_batch([w], 0))[0]
-        drift = float(np.abs(blind[row, :n] - single).max())
-        error = float(np.abs(joint[row, :n] - single).max())
-        assert error < (1e-3 if onnx_file == "model.onnx" else drift / 4), (row, error, drift)
+        drift += float(np.abs(blind[row, :n] - single).mean())
+        error += float(np.abs(joint[row, :n] - single).mean())
+        if onnx_file == "model.onnx":
+            np.testing.assert_allclose(joint[row, :n], single, atol=1e-3)
+    assert error < drift / 4, (error, drift)
