@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from textfeatures.tasks import SPAN_LABEL
 from textfeatures.words import strip_span
 
 Record = dict  # {"id": str, "text": str, "spans": list[tuple[int, int, str]]}
 
-LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 CONLL_SUFFIXES = (".conll", ".bio", ".iob")
 SKIPPED_ANSWERS = ("reject", "ignore")
 
@@ -79,7 +78,7 @@ def check_spans(where: str, text: str, spans: list[tuple[int, int, str]]) -> lis
         if not text[start:end].strip():
             raise DataError(f"{where}: span {start}-{end} covers only white space")
         trimmed.append((*strip_span(text, start, end), label))
-        if not LABEL.fullmatch(label):
+        if not SPAN_LABEL.fullmatch(label):
             raise DataError(
                 f"{where}: label {label!r} is not a name (a letter, then letters, digits, '_', '.' or "
                 "'-', at most 40)"

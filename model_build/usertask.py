@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,14 +32,9 @@ from model_build.pipeline import Stages, manifest_extra, version_name
 from model_build.spanmetrics import format_prf
 from model_build.tokenizer import load_tokenizer
 from model_build.userdata import DataError, Examples, read_examples
+from textfeatures.tasks import TASK_NAME, bio_label_names
 
-TASK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 HOLDOUT_FRACTION = 0.2  # share of the examples kept for evaluation when no dev file is given
-
-
-def bio_label_names(span_labels: list[str]) -> tuple[str, ...]:
-    """Head order of a user task (docs/contracts.md section 2): O, then B-x, I-x per sorted label."""
-    return ("O", *(f"{p}-{label}" for label in sorted(set(span_labels)) for p in ("B", "I")))
 
 
 def add_task_head(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from tokenizers import Tokenizer
 
 from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION
+from textfeatures.tasks import SPAN_LABEL, TASK_NAME
 
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
@@ -30,8 +30,6 @@ BUILTIN_LABELS: dict[str, list[str]] = {
     "acronyms": ["O", "B-short", "I-short", "B-long", "I-long"],
 }
 # A user task's name is its directory's name, a URL path segment (/tasks/<task>) and a metric label.
-TASK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-SPAN_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 
 
 class ArtifactError(Exception):

@@ -36,10 +36,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.artifacts import BUILTIN_TASKS, TASK_NAME, ArtifactError, find_tasks, find_version_dir
+from service.artifacts import BUILTIN_TASKS, ArtifactError, find_tasks, find_version_dir
 from service.metrics import Metrics
 from service.models import Model, RuntimeFactory, load_model, pinned_version, start_batcher
 from service.settings import Settings
+from textfeatures.tasks import TASK_NAME
 
 log = logging.getLogger("aligntag.reload")
 

@@ -9,7 +9,8 @@ that turns a text into model inputs, and model outputs back into spans, lives he
   input feature of the served models);
 - `features`: token ids plus the per-token feature ids a model reads (word shape, word start,
   the acronym rule's tags, a candidate-phrase tag);
-- `decode`: constrained BIO Viterbi over words, from label probabilities to spans.
+- `decode`: constrained BIO Viterbi over words, from label probabilities to spans;
+- `tasks`: the names a task and its span labels may have, and the head order of a task's labels.
 
 It depends on nothing heavier than the standard library, numpy and `tokenizers`.
 """
