@@ -5,6 +5,7 @@ paired where the text *defines* it, i.e. where the two spans are adjacent around
 
     long form (SF)        convolutional neural networks (CNNs)
     SF (long form)        CNL (controlled natural language)
+    SF = long form        CI = confidence interval   (the matcher's DEFINITION_SEPARATOR)
 
 (whitespace inside the parentheses is allowed: `language ( CNL )` from pre-tokenized text), and
 the letters agree, Schwartz & Hearst (2003) style: the first letter of the short form is the first
@@ -23,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from service.tagging import Span
+from textfeatures.acronyms import DEFINITION_SEPARATOR
 
 OPEN_PAREN = re.compile(r"\s*[(\[]\s*")
 
@@ -71,6 +73,11 @@ def _defines(text: str, first: Span, second: Span) -> bool:
     return after.startswith((")", "]"))
 
 
+def _defines_after(text: str, short: Span, long: Span) -> bool:
+    """`SF = long form`, `SF stands for long form`: a definition separator between the two."""
+    return DEFINITION_SEPARATOR.fullmatch(text, short.end, long.start) is not None
+
+
 def find_definitions(text: str, shorts: list[Span], longs: list[Span]) -> list[tuple[Span, Span]]:
     """(short, long) pairs that the text defines, in text order of the short form."""
     pairs = []
@@ -81,7 +88,11 @@ def find_definitions(text: str, shorts: list[Span], longs: list[Span]) -> list[t
             if long in used_longs:
                 continue
             long_text = text[long.start : long.end]
-            adjacent = _defines(text, long, short) or _defines(text, short, long)
+            adjacent = (
+                _defines(text, long, short)
+                or _defines(text, short, long)
+                or _defines_after(text, short, long)
+            )
             if adjacent and letters_match(short_text, long_text):
                 pairs.append((short, long))
                 used_longs.add(long)

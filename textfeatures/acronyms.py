@@ -11,6 +11,10 @@ Pairs are found around parentheses, in both orders:
   two words, the word before the parenthesis is tried as the short form and the long form must
   cover the parenthesised text (up to the first `,` or `;`) from its first word.
 
+Definitions without parentheses are found too (`find_definitions`): a short-form candidate, a
+separator (`=`, `:`, `]` as in `[ SF ] long form`, `stands for`, `refers to`, `denotes`), then the
+most words (at most the window above) whose initials spell the short form, inside the clause.
+
 Pre-tokenized text (`language ( CNL )`, `k - NN`) works the same, and hyphens surrounded by
 spaces count as joining characters inside a short form.
 
@@ -281,6 +285,47 @@ def find_pairs(text: str) -> list[Pair]:
     return pairs
 
 
+# `SF = long form`, `SF : long form`, `[ SF ] long form`, `SF stands for long form`: glossaries,
+# table legends and definitions written without parentheses (sdu21-train: 166 gold long forms
+# after `:` or `=` that the parenthesis patterns miss; sdu22-sci-train: 411 after `=`). The
+# separators were chosen by the long forms they find and add on the training files
+# (`python -m model_build.corpus.acronyms score`), never on dev.
+DEFINITION_SEPARATOR = re.compile(r"[ \t]*(?:=|:|\])[ \t]*|[ \t]+(?:stands for|refers to|denotes)[ \t]+")
+_DEFINED_TOKEN = re.compile(r"(?<![A-Za-z0-9\-=:])[A-Za-z0-9][A-Za-z0-9\-./&+']*(?<![.\-])")
+_DEFINITION_END = re.compile(r"[()\[\]{};,=:\n]|[.!?](?=\s|$)")
+
+
+def _long_form_after(text: str, start: int, sf: str) -> tuple[int, int] | None:
+    """The long form of `sf` starting at `start`: the most words (at most max_words, inside the
+    clause that starts there) whose initials spell the short form. The most, not the fewest: a
+    word may give several letters, so `confidence` alone spells CI in `CI = confidence interval`,
+    while every content word of a match must give its initial, so a longer match does not run on
+    into the sentence (`SD stands for standard deviation of the data` stops at `deviation`)."""
+    cut = _DEFINITION_END.search(text, start, start + 200)
+    end = cut.start() if cut else min(len(text), start + 200)
+    words = list(_NONSPACE.finditer(text, start, end))[: _max_words(sf)]
+    for w in reversed(words):
+        if initials_long_form(sf, text[start : w.end()]) == 0:
+            s, e = strip_span(text, start, w.end())
+            if s < e and text[s:e].split()[0].lower() not in _STOPWORDS:
+                return s, e
+            return None
+    return None
+
+
+def find_definitions(text: str) -> list[Pair]:
+    """Pairs written `SF <separator> long form` (see DEFINITION_SEPARATOR), in text order."""
+    pairs: list[Pair] = []
+    for m in _DEFINED_TOKEN.finditer(text):
+        sep = DEFINITION_SEPARATOR.match(text, m.end())
+        if sep is None or not is_short_form_candidate(m.group()):
+            continue
+        lf = _long_form_after(text, sep.end(), m.group())
+        if lf is not None and _valid_pair(text, m.group(), *lf):
+            pairs.append(Pair(m.start(), m.end(), lf[0], lf[1]))
+    return pairs
+
+
 def _boundary_re(forms: set[str]) -> re.Pattern[str]:
     alts = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
     return re.compile(r"(?<![A-Za-z0-9])(?:" + alts + r")(?![A-Za-z0-9])")
@@ -290,6 +335,7 @@ def label_acronyms(text: str, caps_rule: bool = False) -> tuple[list[tuple[int, 
     """Acronym spans `(start, end, "short"|"long")` for `text` (sorted, non-overlapping) and the
     pairs they come from."""
     pairs = find_pairs(text)
+    pairs += find_definitions(text)
     spans: list[tuple[int, int, str]] = []
     for p in pairs:
         spans.append((p.short_start, p.short_end, SHORT))

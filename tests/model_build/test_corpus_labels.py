@@ -126,6 +126,25 @@ def test_find_mentions_longest_first_word_boundaries() -> None:
                 ("QoS", "short"),
             ],
         ),
+        (  # definitions without parentheses: the most words whose initials spell the short form
+            "Table 2: CI = confidence interval; OR = odds ratio. SD stands for standard deviation of "
+            "the data. [ WSN ] Wireless Sensor Networks .",
+            [
+                ("CI", "short"),
+                ("confidence interval", "long"),
+                ("OR", "short"),
+                ("odds ratio", "long"),
+                ("SD", "short"),
+                ("standard deviation", "long"),
+                ("WSN", "short"),
+                ("Wireless Sensor Networks", "long"),
+            ],
+        ),
+        (  # not definitions: no acronym-like word before the separator, or no initials after it
+            "Note: Attention Is All You Need. BERT: Pre-training of Deep Transformers. N = 100; "
+            "the ROC stands for nothing here.",
+            [],
+        ),
         (  # not acronyms
             "As shown (see Figure 3) and (Smith, 2003) and (a) (i.e. the model) results (Table 2) for Spain (ES).",
             [],

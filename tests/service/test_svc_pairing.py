@@ -87,6 +87,28 @@ def test_letters_must_match() -> None:
     assert [(s.start, s.end) for s in result.unpaired_long_forms] == [(7, 20)]
 
 
+def test_definition_separator_pairs_a_short_form_written_first() -> None:
+    text = "CI = confidence interval; RSSI stands for received signal strength indicator. The CI is wide."
+    spans = [
+        span(text, "CI", "short"),
+        span(text, "confidence interval", "long"),
+        span(text, "RSSI", "short"),
+        span(text, "received signal strength indicator", "long"),
+        span(text, "CI", "short", occurrence=1),
+    ]
+    assert pairs(text, spans) == [
+        ("CI", "confidence interval"),
+        ("RSSI", "received signal strength indicator"),
+        ("CI", "confidence interval"),
+    ]
+
+
+def test_a_long_form_written_before_its_short_form_needs_a_parenthesis() -> None:
+    text = "confidence interval = CI"  # the separator joins only `SF = long form`
+    spans = [span(text, "confidence interval", "long"), span(text, "CI", "short")]
+    assert pairs(text, spans) == [("CI", None)]
+
+
 def test_adjacency_is_required() -> None:
     text = "Convolutional neural networks are common. CNN results (see below) vary."
     spans = [span(text, "Convolutional neural networks", "long"), span(text, "CNN", "short")]
