@@ -19,7 +19,6 @@ import hmac
 import logging
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from service.errors import (
     error_response,
     install_handlers,
 )
+from service.logs import request_id
 from service.metrics import CONTENT_TYPE, Metrics
 from service.models import (
     Model,
@@ -76,7 +76,6 @@ KNOWN_ROUTES = frozenset(
     {*MODEL_ROUTES, *ADMIN_ROUTES, "/health", "/ready", "/metrics", "/info", "/docs", "/openapi.json"}
 )
 KNOWN_ROUTES |= UI_ROUTES  # the page at /, its files and the offline docs (service/ui.py)
-REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # echoed only if harmless in a header and a log
 STATUS_CLIENT_GONE = 499  # nginx's code for "client closed request"; never sent, only counted
 
 
@@ -264,11 +263,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get("x-request-id", "")
-        state = RequestState(
-            request_id=incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex,
-            started=time.perf_counter(),
-        )
+        state = RequestState(request_id=request_id(scope), started=time.perf_counter())
         scope["aligntag"] = state
         path = scope["path"]
         route = route_of(path) or "other"  # raw unknown paths would explode cardinality

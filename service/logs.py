@@ -7,8 +7,22 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import uuid
 from datetime import UTC, datetime
+
+from starlette.datastructures import Headers
+from starlette.types import Scope
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # echoed only if harmless in a header and a log
+
+
+def request_id(scope: Scope) -> str:
+    """The id that ties a response to its log lines: the client's `X-Request-ID` when harmless,
+    else a new one."""
+    incoming = Headers(scope=scope).get("x-request-id", "")
+    return incoming if REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
 class JsonFormatter(logging.Formatter):

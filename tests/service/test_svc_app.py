@@ -130,6 +130,9 @@ def test_admission_refuses_beyond_max_in_flight_before_any_work(make_client: Mak
             503, "overloaded", "2 requests are being processed (ALIGNTAG_MAX_IN_FLIGHT); retry later",
         )  # fmt: skip
         assert refused.headers["retry-after"] == "3"
+        assert len(refused.headers["x-request-id"]) == 32  # a new id: the client sent none
+        quoted = client.post("/tag", json={"text": "fourth"}, headers={"X-Request-ID": "mine-7"})
+        assert quoted.status_code == 503 and quoted.headers["x-request-id"] == "mine-7"
         # The generic route counts too, for a known task and for one the service does not know.
         assert error(client.post("/tasks/concepts", json={"text": "fourth"}))[:2] == (503, "overloaded")
         assert error(client.post("/tasks/nope", json={"text": "fifth"}))[:2] == (503, "overloaded")
@@ -140,7 +143,7 @@ def test_admission_refuses_beyond_max_in_flight_before_any_work(make_client: Mak
     assert 'aligntag_rejected_requests_total{model="acronyms",reason="in_flight"} 1.0' in metrics
     assert 'aligntag_requests_total{route="/acronyms",status="503"} 1.0' in metrics
     assert 'aligntag_requests_total{route="/tasks/{task}",status="503"} 2.0' in metrics
-    assert 'aligntag_rejected_requests_total{model="concepts",reason="in_flight"} 1.0' in metrics
+    assert 'aligntag_rejected_requests_total{model="concepts",reason="in_flight"} 2.0' in metrics
     assert 'aligntag_rejected_requests_total{model="unknown",reason="in_flight"} 1.0' in metrics
 
 
