@@ -205,9 +205,14 @@ def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_
     assert (claimed > uncalibrated) == bool(offsets)  # offsets are kept only when they help
 
 
-def test_interrupted_build_resumes_and_publishes(labelled_data_dir: Path, tmp_path: Path) -> None:
-    """Kill -9 during pretraining: nothing is published; the rerun resumes and completes."""
+def test_interrupted_build_resumes_and_publishes(
+    tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path
+) -> None:
+    """Kill -9 during pretraining: nothing is published; the rerun resumes and completes. The
+    session build's other stages are reused (their fingerprints match; finetuning's follows the
+    pretraining fingerprint, not its weights), so the test spends its time on what it checks."""
     work, artifacts = tmp_path / "work", tmp_path / "artifacts"
+    shutil.copytree(tiny_build_dir / "work", work, ignore=shutil.ignore_patterns("pretrain-*", "build-*"))
     cmd = [
         sys.executable,
         "-m",
@@ -418,7 +423,9 @@ def test_finetuning_and_calibration_read_train_files_only(
     monkeypatch.setattr(pipeline, "read_span_file", recording_read)
     work = tiny_build_dir / "work"
     (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
-    cfg = replace(get_config("tiny"), finetune=replace(get_config("tiny").finetune, epochs=1))
+    # A few steps: the test is about which files are opened (min_steps would run 300 per task).
+    tiny_finetune = replace(get_config("tiny").finetune, epochs=1, min_steps=0, max_steps=3)
+    cfg = replace(get_config("tiny"), finetune=tiny_finetune)
     stages = pipeline.Stages(cfg, labelled_data_dir, tmp_path)
     for task in ("concepts", "acronyms"):
         _, summary = stages.finetune(task, checkpoint, "aligned", "fp", work / "tokenizer" / "tokenizer.json")
