@@ -3,6 +3,7 @@ scorer."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -46,3 +47,20 @@ def test_every_dev_text_is_answered_and_scored(
     assert all(r["texts"] == 40 and 0.0 <= r["headline"] <= 100.0 for r in rows)
     acronyms = next(r for r in rows if r["task"] == "acronyms")
     assert set(acronyms["labels"]) == {"long", "short"} and acronyms["labels"]["short"]["f1"] > 50
+
+
+def test_user_sentences_report_from_a_real_service(tiny_artifacts_dir: Path, tmp_path: Path) -> None:
+    """`python -m bench.user_sentences` end to end on the tiny artifacts: every sentence answered,
+    the rule's column is the matcher's own pairs, and the tallies add up to the expected pairs."""
+    from bench import user_sentences
+
+    assert user_sentences.main(["--artifacts-dir", str(tiny_artifacts_dir), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert len(report["rows"]) == len(user_sentences.SENTENCES)
+    expected = sum(len(pairs) for _, pairs in user_sentences.SENTENCES)
+    for who in ("model", "rule"):
+        assert report["totals"][who]["right"] + report["totals"][who]["missed"] == expected
+    # The matcher misses TNF-α (its `α` is not the `a` of `alpha`) and `PPO for ...` (no separator
+    # it knows), and pairs nothing wrongly.
+    assert report["totals"]["rule"] == {"right": expected - 2, "wrong": 0, "missed": 2}
+    assert "| rule | " in (tmp_path / "report.md").read_text()
