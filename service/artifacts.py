@@ -29,7 +29,6 @@ BUILTIN_LABELS: dict[str, list[str]] = {
     "concepts": ["O", "B-concept", "I-concept"],
     "acronyms": ["O", "B-short", "I-short", "B-long", "I-long"],
 }
-# A user task's name is its directory's name, a URL path segment (/tasks/<task>) and a metric label.
 
 
 class ArtifactError(Exception):

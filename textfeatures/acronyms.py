@@ -11,7 +11,7 @@ Pairs are found around parentheses, in both orders:
   two words, the word before the parenthesis is tried as the short form and the long form must
   cover the parenthesised text (up to the first `,` or `;`) from its first word.
 
-Definitions without parentheses are found too (`find_definitions`): a short-form candidate, a
+Definitions without parentheses are found too (`find_separated_pairs`): a short-form candidate, a
 separator (`=`, `:`, `]` as in `[ SF ] long form`, `stands for`, `refers to`, `denotes`), then the
 most words (at most the window above) whose initials spell the short form, inside the clause.
 
@@ -313,7 +313,7 @@ def _long_form_after(text: str, start: int, sf: str) -> tuple[int, int] | None:
     return None
 
 
-def find_definitions(text: str) -> list[Pair]:
+def find_separated_pairs(text: str) -> list[Pair]:
     """Pairs written `SF <separator> long form` (see DEFINITION_SEPARATOR), in text order."""
     pairs: list[Pair] = []
     for m in _DEFINED_TOKEN.finditer(text):
@@ -335,7 +335,7 @@ def label_acronyms(text: str, caps_rule: bool = False) -> tuple[list[tuple[int, 
     """Acronym spans `(start, end, "short"|"long")` for `text` (sorted, non-overlapping) and the
     pairs they come from."""
     pairs = find_pairs(text)
-    pairs += find_definitions(text)
+    pairs += find_separated_pairs(text)
     spans: list[tuple[int, int, str]] = []
     for p in pairs:
         spans.append((p.short_start, p.short_end, SHORT))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-TASK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")  # a directory name under artifacts/
+# A task's name is its directory's name, a URL path segment (/tasks/<task>) and a metric label.
+TASK_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 SPAN_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 
 
