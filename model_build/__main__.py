@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     common(p_build)
     p_build.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
     p_build.add_argument("--recipe", default="aligned", choices=["aligned", "mlm"])
+    p_build.add_argument(
+        "--pretrain-seed",
+        type=int,
+        default=None,
+        help="another pretraining seed than the config's (a second sample of a build; default work dir "
+        "build/<config>-pretrain-seed<N>)",
+    )
 
     p_corpus = sub.add_parser("corpus", help="corpus stage only: documents with weak labels")
     common(p_corpus)
@@ -82,12 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("model_build").setLevel(logging.INFO)
     data_dir = args.data_dir or default_data_dir()
-    work_dir = args.work_dir or Path("build") / args.config
+    seed_suffix = (
+        f"-pretrain-seed{args.pretrain_seed}" if getattr(args, "pretrain_seed", None) is not None else ""
+    )
+    work_dir = args.work_dir or Path("build") / f"{args.config}{seed_suffix}"
     t0 = time.perf_counter()
     if args.command == "build":
         from model_build.pipeline import build
 
-        published = build(args.config, data_dir, work_dir, args.artifacts_dir, args.recipe)
+        published = build(
+            args.config, data_dir, work_dir, args.artifacts_dir, args.recipe, args.pretrain_seed
+        )
         report = json.loads((work_dir / "build-report.json").read_text())
         print(
             f"build {args.config} finished in {time.perf_counter() - t0:.1f} s; stage seconds: {report['stages']}"

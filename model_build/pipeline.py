@@ -8,6 +8,7 @@ artifact directories are published atomically by the export stage.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -230,10 +231,14 @@ def build(
     work_dir: Path | None = None,
     artifacts_dir: Path = Path("artifacts"),
     recipe: str = "aligned",
+    pretrain_seed: int | None = None,
 ) -> dict[str, Path]:
-    """Run every stage; return {task: artifact version directory}."""
+    """Run every stage; return {task: artifact version directory}. `pretrain_seed` replaces the
+    config's pretraining seed (the manifest records the resolved config)."""
     t_start = time.perf_counter()
     cfg = get_config(config_name)
+    if pretrain_seed is not None:
+        cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, seed=pretrain_seed))
     data_dir = data_dir or default_data_dir()
     work_dir = work_dir or Path("build") / config_name
     torch.set_num_threads(max(1, torch.get_num_threads()))

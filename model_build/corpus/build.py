@@ -1,8 +1,8 @@
 """The corpus stage: raw corpora -> pretraining documents with weak labels (docs/contracts.md §1).
 
 `build_corpus(cfg, data_dir, out_dir)` reads every configured source (dictd dictionaries,
-MediaWiki pages and dumps, span JSONL and text files), labels each document (link concepts,
-later mentions, pseudo acronyms) and writes into `out_dir`:
+MediaWiki pages and dumps, span JSONL and text files), labels each document (concepts, see
+labels.py; pseudo acronyms) and writes into `out_dir`:
 
 - `train-00000.jsonl`, ..., `valid-00000.jsonl`: one document a line, `cfg.shard_docs` a shard;
   a document goes to `valid` when the hash of its id falls below `cfg.valid_fraction`
@@ -34,7 +34,15 @@ from typing import Any, TextIO
 from model_build.codeversion import code_version
 from model_build.corpus.dictd import dictd_paths, read_dictd
 from model_build.corpus.documents import RawDocument
-from model_build.corpus.labels import LATER_MENTIONS, concept_labels
+from model_build.corpus.labels import (
+    CONCEPT_LABELS,
+    LATER_MENTIONS,
+    PhraseIndex,
+    as_term,
+    concept_labels,
+    link_concepts,
+    term_runs,
+)
 from model_build.corpus.plain import read_span_jsonl, read_text_file
 from model_build.corpus.roles import check_pretraining_file
 from model_build.corpus.wikitext import read_mediawiki_dump, read_wikitext_dir
@@ -70,7 +78,10 @@ class CorpusConfig:
     text_paragraphs_per_doc: int | None = None
     # Cap on documents read from each source (None = all); for quick builds and tests.
     max_docs_per_source: int | None = None
-    # Later unlinked mentions of a linked anchor: "label" | "ignore" | "none" (labels.py).
+    # Concept labels (labels.py): "links" = the link spans of hyperlinked documents; "term-runs" =
+    # in every document, the content-word runs holding a term of the hyperlinked sources.
+    concept_labels: str = "links"
+    # Later unlinked mentions of a linked anchor: "label" | "ignore" | "none" (labels.py; "links" only).
     later_mentions: str = "label"
     # Also label every token with 2+ capitals as a short form (acronyms.py); off = pairs and
     # their propagated short forms only.
@@ -84,6 +95,8 @@ class CorpusConfig:
     min_chars: int = 20
 
     def __post_init__(self) -> None:
+        if self.concept_labels not in CONCEPT_LABELS:
+            raise ValueError(f"concept_labels must be one of {CONCEPT_LABELS}, got {self.concept_labels!r}")
         if self.later_mentions not in LATER_MENTIONS:
             raise ValueError(f"later_mentions must be one of {LATER_MENTIONS}, got {self.later_mentions!r}")
         if not 0.0 <= self.valid_fraction < 1.0:
@@ -158,7 +171,7 @@ def corpus_fingerprint(cfg: CorpusConfig, sources: list[_Source]) -> dict[str, A
                           "path": str(p.resolve()), "size": p.stat().st_size})  # fmt: skip
     body = {
         "format_version": FORMAT_VERSION,
-        "code_sha256": code_version("model_build.corpus", "textfeatures.words", "textfeatures.acronyms"),
+        "code_sha256": code_version("model_build.corpus", "textfeatures"),
         "config": dataclasses.asdict(cfg),
         "inputs": [(f["source"], f["name"], f["sha256"]) for f in files],
     }
@@ -187,18 +200,44 @@ def split_of(doc_id: str, valid_fraction: float, seed: int = 0) -> str:
     return "valid" if int.from_bytes(h, "big") / 2**64 < valid_fraction else "train"
 
 
-def label_document(doc: RawDocument, cfg: CorpusConfig) -> tuple[dict[str, Any], int]:
-    """The output record of one document (contracts §1) and its number of acronym pairs."""
+def _documents(src: _Source, cfg: CorpusConfig, counts: Counter) -> Iterator[RawDocument]:
+    """The documents of one source, at most `cfg.max_docs_per_source` of them."""
+    for n, doc in enumerate(_iter_source(src, cfg, counts)):
+        if cfg.max_docs_per_source is not None and n >= cfg.max_docs_per_source:
+            return
+        yield doc
+
+
+def collect_terms(cfg: CorpusConfig, sources: list[_Source]) -> PhraseIndex:
+    """The term list of the `term-runs` labels: every link anchor of the hyperlinked documents,
+    and the headwords of the dictionaries and wikis (the document id after `source:`)."""
+    terms: set[str] = set()
+    for src in sources:
+        for doc in _documents(src, cfg, Counter()):
+            if doc.links is None:
+                continue
+            phrases = [doc.text[s:e] for s, e in link_concepts(doc.text, doc.links)]
+            if src.kind in ("dictd", "wikitext", "mediawiki"):
+                phrases.append(doc.id.split(":", 1)[1])
+            terms.update(t for t in map(as_term, phrases) if t is not None)
+    return PhraseIndex(terms)
+
+
+def label_document(doc: RawDocument, cfg: CorpusConfig, terms: PhraseIndex) -> tuple[dict[str, Any], int]:
+    """The output record of one document (contracts §1) and its number of acronym pairs; `terms`
+    is `collect_terms`'s list (used by `concept_labels = "term-runs"` only)."""
     concepts: list[tuple[int, int]] = []
     ignore: list[tuple[int, int]] = []
-    if doc.links is not None:
+    if cfg.concept_labels == "term-runs":
+        concepts = term_runs(doc.text, terms)
+    elif doc.links is not None:
         concepts, ignore = concept_labels(doc.text, doc.links, cfg.later_mentions)
     acr, pairs = label_acronyms(doc.text, caps_rule=cfg.acronym_caps_rule)
     rec = {
         "id": doc.id,
         "source": doc.source,
         "text": doc.text,
-        "concept_supervised": doc.links is not None,
+        "concept_supervised": cfg.concept_labels == "term-runs" or doc.links is not None,
         "concepts": [{"start": s, "end": e} for s, e in concepts],
         "concept_ignore": [{"start": s, "end": e} for s, e in ignore],
         "acronyms": [{"start": s, "end": e, "label": lab} for s, e, lab in acr],
@@ -281,6 +320,7 @@ def build_corpus(cfg: CorpusConfig, data_dir: Path, out_dir: Path) -> dict[str, 
 
 def _write_corpus(cfg: CorpusConfig, sources: list[_Source], tmp: Path) -> dict[str, Any]:
     writers = {s: _ShardWriter(tmp, s, cfg.shard_docs) for s in ("train", "valid")}
+    terms = collect_terms(cfg, sources) if cfg.concept_labels == "term-runs" else PhraseIndex(())
     per_source: dict[str, Counter] = {}
     total: Counter = Counter()
     try:
@@ -288,16 +328,12 @@ def _write_corpus(cfg: CorpusConfig, sources: list[_Source], tmp: Path) -> dict[
             counts = per_source.setdefault(src.name, Counter())
             reader_counts: Counter = Counter()
             bar = _progress(cfg.max_docs_per_source, f"corpus {src.name}")
-            n = 0
-            for doc in _iter_source(src, cfg, reader_counts):
-                if cfg.max_docs_per_source is not None and n >= cfg.max_docs_per_source:
-                    break
-                n += 1
+            for doc in _documents(src, cfg, reader_counts):
                 bar.update(1)
                 if len(doc.text.strip()) < cfg.min_chars:
                     counts["skipped_short"] += 1
                     continue
-                rec, n_pairs = label_document(doc, cfg)
+                rec, n_pairs = label_document(doc, cfg, terms)
                 split = split_of(doc.id, cfg.valid_fraction, cfg.seed)
                 writers[split].write(rec)
                 c = Counter(
@@ -328,6 +364,7 @@ def _write_corpus(cfg: CorpusConfig, sources: list[_Source], tmp: Path) -> dict[
     return {
         "format_version": FORMAT_VERSION,
         "documents": total["documents"],
+        "terms": sum(map(len, terms.by_word.values())) + len(terms.other),
         "train_documents": total["train_documents"],
         "valid_documents": total["valid_documents"],
         "train_shards": writers["train"].shards,

@@ -161,6 +161,28 @@ def test_idempotent_rebuild(data_dir: Path, tmp_path: Path) -> None:
     assert fourth["concepts"] == 4
 
 
+def test_term_runs_label_every_document(data_dir: Path, tmp_path: Path) -> None:
+    """`concept_labels="term-runs"`: terms from the wiki's anchors and title, matched in every
+    document (the unlinked training text too), each grown to its run of content words."""
+    out = tmp_path / "corpus"
+    stats = build_corpus(small_cfg(concept_labels="term-runs"), data_dir, out)
+    docs = {d["id"]: d for d in read_all(out)}
+    wiki, toy = docs["wikitext:Compiler"], docs["toy-train:T1"]
+    t = wiki["text"]
+    # "compilers" is no term ("compiler" is, as a title, but not on a word boundary here).
+    assert [t[c["start"] : c["end"]] for c in wiki["concepts"]] == [
+        "compiler translates source code",
+        "machine code",
+        "source code",
+        "assembly language",
+    ]
+    assert wiki["concept_ignore"] == []
+    assert toy["concept_supervised"] is True and toy["concepts"] == []
+    assert stats["terms"] == 4  # source code, machine code, assembly language, compiler
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["concept_labels"] == "term-runs"
+
+
 def test_atomic_output_on_failure(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "corpus"
     build_corpus(small_cfg(), data_dir, out)
@@ -168,11 +190,11 @@ def test_atomic_output_on_failure(data_dir: Path, tmp_path: Path, monkeypatch: p
     calls = {"n": 0}
     real = build_mod.label_document
 
-    def failing(doc, cfg):  # type: ignore[no-untyped-def]
+    def failing(doc, cfg, terms):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk full")
-        return real(doc, cfg)
+        return real(doc, cfg, terms)
 
     monkeypatch.setattr(build_mod, "label_document", failing)
     with pytest.raises(RuntimeError, match="disk full"):

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from model_build.corpus.acronyms import score_file
-from model_build.corpus.labels import concept_labels, find_mentions, link_concepts
+from model_build.corpus.labels import (
+    PhraseIndex,
+    as_term,
+    concept_labels,
+    find_mentions,
+    fold_case,
+    link_concepts,
+    term_runs,
+)
 from model_build.spanmetrics import span_prf
 from textfeatures.acronyms import find_best_long_form, is_short_form_candidate, label_acronyms
 
@@ -229,3 +237,24 @@ def test_matcher_on_sdu21_dev() -> None:
     assert r["labels"]["long"]["p"] >= 96.0
     caps = score_file(DATA_DIR / "acronyms" / "sdu21-dev.jsonl", caps_rule=True)
     assert caps["sdu_macro"]["f1"] >= 85.0
+
+
+def test_term_runs_grow_terms_to_their_content_runs() -> None:
+    text = "We propose a novel method for Image Segmentation using convolutional neural networks."
+    spans = term_runs(text, PhraseIndex({"image segmentation", "neural networks"}))
+    assert [text[s:e] for s, e in spans] == ["Image Segmentation", "convolutional neural networks"]
+    assert term_runs(text, PhraseIndex({"segment"})) == []  # not on a word boundary
+    assert term_runs("", PhraseIndex({"neural networks"})) == []
+
+
+def test_fold_case_keeps_offsets() -> None:
+    text = "İstanbul DATA"  # "İ".lower() is two characters
+    folded = fold_case(text)
+    assert len(folded) == len(text) and folded.endswith("data")
+    spans = term_runs("Visit İstanbul Data Centres now", PhraseIndex({"data centres"}))
+    assert spans and "Data Centres" in "Visit İstanbul Data Centres now"[spans[0][0] : spans[0][1]]
+
+
+def test_as_term_keeps_phrases_that_can_be_concepts() -> None:
+    assert as_term("  Neural Networks ") == "neural networks"
+    assert as_term("C") is None and as_term("42") is None and as_term("C++") == "c++"
