@@ -10,7 +10,7 @@ paired where the text *defines* it, i.e. where the two spans are adjacent around
 (whitespace inside the parentheses is allowed: `language ( CNL )` from pre-tokenized text), and
 the letters agree, Schwartz & Hearst (2003) style: the first letter of the short form is the first
 letter of the long form, and every letter or digit of the short form occurs, in order, in the long
-form, each at or after the previous one. A trailing plural `s` (`CNNs`) may match anywhere.
+form, each at or after the previous one (a Greek letter as the first letter of its name). A trailing plural `s` (`CNNs`) may match anywhere.
 
 Once a short form is defined, every use of the same short form in the text (before or after the
 definition) gets that long form; with several definitions of one short form, a use takes the
@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from service.tagging import Span
-from textfeatures.acronyms import DEFINITION_SEPARATOR
+from textfeatures.acronyms import DEFINITION_SEPARATOR, latin_letters
 
 OPEN_PAREN = re.compile(r"\s*[(\[]\s*")
 
@@ -50,9 +50,10 @@ def short_form_key(text: str) -> str:
 
 def letters_match(short: str, long: str) -> bool:
     """Schwartz–Hearst letter test: the short form's characters appear in order in the long form,
-    the first one at the long form's first character (case-insensitive)."""
-    chars = [c.lower() for c in short_form_key(short) if c.isalnum()]
-    target = long.lower()
+    the first one at the long form's first character (case-insensitive; a Greek letter stands
+    for its name: `TNF-α` matches `tumour necrosis factor alpha`)."""
+    chars = [c.lower() for c in latin_letters(short_form_key(short)) if c.isalnum()]
+    target = latin_letters(long).lower()
     if not chars or not target or target[0] != chars[0]:
         return False
     position = 1

@@ -23,6 +23,9 @@ with a letter or digit, contain a letter and an upper-case letter, at most 2 wor
 letters, digits and `-./&+'`, and not be a plain capitalised word (`Fig`) or a small roman
 numeral.
 
+A Greek letter stands for its name (`latin_letters`): `TNF-α` is matched as `TNF-a`, so it
+pairs with `tumour necrosis factor alpha` and with `tumor necrosis factor-α`.
+
 Every later occurrence of a found short form in the same document (case-sensitive, on word
 boundaries, also with a plural `s` added or removed) is labelled `short` too. An optional
 "caps rule" also labels every other token with two or more upper-case letters (`ISO`,
@@ -45,6 +48,22 @@ from textfeatures.words import strip_span
 
 SHORT = "short"
 LONG = "long"
+
+# Each Greek letter -> the first Latin letter of its name (alpha a, beta b, gamma g, delta d,
+# epsilon e, zeta z, eta e, theta t, iota i, kappa k, lambda l, mu m, nu n, xi x, omicron o, pi p,
+# rho r, sigma s, tau t, upsilon u, phi p, chi c, psi p, omega o; the micro sign is mu). One
+# character for one, so offsets hold: a short form's `α` is matched by `alpha` or `α`.
+_LATIN_OF_GREEK = str.maketrans(
+    "αβγδεζηθικλμνξοπρσςτυφχψωµΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩ",
+    "abgdezetiklmnxoprsstupcpomABGDEZETIKLMNXOPRSTUPCPO",
+)
+
+
+def latin_letters(text: str) -> str:
+    """`text` with every Greek letter replaced by the first Latin letter of its name (`TNF-α` ->
+    `TNF-a`); same length, so offsets into the result are offsets into `text`."""
+    return text.translate(_LATIN_OF_GREEK)
+
 
 _SF_ALLOWED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-./&+']*(?: [A-Za-z0-9][A-Za-z0-9\-./&+']*)?$")
 _ROMAN = re.compile(r"^(?:I{1,3}|IV|VI{0,3}|IX|XI{0,3}|X{1,3})$")
@@ -71,7 +90,7 @@ def _compact(sf: str) -> str:
 
 def is_short_form_candidate(sf: str) -> bool:
     """Whether `sf` looks like an acronym (see the module doc for the rules)."""
-    c = _compact(sf)
+    c = latin_letters(_compact(sf))
     if not 2 <= len(c) <= 10 or not _SF_ALLOWED.match(c):
         return False
     if not any(ch.isalpha() for ch in c):
@@ -94,6 +113,7 @@ def find_best_long_form(sf: str, lf: str) -> tuple[int, int] | None:
     start of the word holding the first match and the end of the word holding the last match
     (S&H keep everything up to the end of `lf`; trailing words such as `model` or `method` that
     hold no short-form character are left out here). None when there is no match."""
+    sf, lf = latin_letters(sf), latin_letters(lf)
     s_index = len(sf) - 1
     l_index = len(lf) - 1
     last = -1
@@ -149,10 +169,10 @@ def initials_long_form(sf: str, lf: str) -> int | None:
     from the start of the long form to the end of `lf` contributes its initial, optionally
     followed by more of its letters in order (`Rectified` -> `Re` in ReLU); inner stop words
     may contribute nothing. Returns the start in `lf`, or None."""
-    letters = [ch.lower() for ch in sf if ch.isalnum()]
+    letters = [ch.lower() for ch in latin_letters(sf) if ch.isalnum()]
     if len(letters) >= 3 and sf[-1] == "s" and sf[-2].isupper():
         letters = letters[:-1]  # plural: CNNs
-    units = [(m.start(), m.group().lower()) for m in _UNIT.finditer(lf)]
+    units = [(m.start(), m.group().lower()) for m in _UNIT.finditer(latin_letters(lf))]
     if not letters or not units:
         return None
 

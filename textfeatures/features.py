@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from textfeatures.acronyms import label_acronyms
 from textfeatures.words import Word, split_words, word_of_offsets
 
-FEATURE_VERSION = 3  # 3: acronym_rule also tags definitions without parentheses
+FEATURE_VERSION = 4  # 4: acronym_rule reads Greek letters in short forms (3: definitions without parentheses)
 FEATURE_NAMES = ("word_shape", "word_start", "acronym_rule", "phrase_rule", "repeats", "word_ending")
 # Number of ids of each column (padding included): the sizes of the model's embedding tables.
 FEATURE_SIZES = (9, 3, 7, 5, 5, 11)

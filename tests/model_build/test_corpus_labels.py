@@ -148,6 +148,15 @@ def test_find_mentions_longest_first_word_boundaries() -> None:
                 ("Wireless Sensor Networks", "long"),
             ],
         ),
+        (  # a Greek letter stands for its name, spelled out or not
+            "Tumour necrosis factor alpha (TNF-α) and interferon-γ (IFN-γ) were measured.",
+            [
+                ("Tumour necrosis factor alpha", "long"),
+                ("TNF-α", "short"),
+                ("interferon-γ", "long"),
+                ("IFN-γ", "short"),
+            ],
+        ),
         (  # not definitions: no acronym-like word before the separator, or no initials after it
             "Note: Attention Is All You Need. BERT: Pre-training of Deep Transformers. N = 100; "
             "the ROC stands for nothing here.",

@@ -147,5 +147,8 @@ def test_letters_match_rules() -> None:
     assert not letters_match("CNN", "neural networks")  # first letter must start the long form
     assert not letters_match("XYZ", "x-ray")
     assert not letters_match("", "anything")
+    assert letters_match("TNF-α", "tumour necrosis factor alpha")  # a Greek letter stands for its name
+    assert letters_match("IFN-γ", "interferon-γ")
+    assert not letters_match("TNF-β", "tumour necrosis factor alpha")
     assert short_form_key("CNNs") == "CNN"
     assert short_form_key("Ts") == "Ts" and short_form_key("BUS") == "BUS"
