@@ -213,16 +213,13 @@ def collect_terms(cfg: CorpusConfig, sources: list[_Source]) -> PhraseIndex:
     and the headwords of the dictionaries and wikis (the document id after `source:`)."""
     terms: set[str] = set()
     for src in sources:
-        bar = _progress(cfg.max_docs_per_source, f"terms {src.name}")
         for doc in _documents(src, cfg, Counter()):
-            bar.update(1)
             if doc.links is None:
                 continue
             phrases = [doc.text[s:e] for s, e in link_concepts(doc.text, doc.links)]
             if src.kind in ("dictd", "wikitext", "mediawiki"):
                 phrases.append(doc.id.split(":", 1)[1])
             terms.update(t for t in map(as_term, phrases) if t is not None)
-        bar.close()
     return PhraseIndex(terms)
 
 
@@ -367,7 +364,7 @@ def _write_corpus(cfg: CorpusConfig, sources: list[_Source], tmp: Path) -> dict[
     return {
         "format_version": FORMAT_VERSION,
         "documents": total["documents"],
-        "terms": len(terms),
+        "terms": sum(map(len, terms.by_word.values())) + len(terms.other),
         "train_documents": total["train_documents"],
         "valid_documents": total["valid_documents"],
         "train_shards": writers["train"].shards,

@@ -132,9 +132,6 @@ class PhraseIndex:
         for v in self.by_word.values():
             v.sort(key=len, reverse=True)
 
-    def __len__(self) -> int:
-        return sum(map(len, self.by_word.values())) + len(self.other)
-
     def find(self, text: str) -> list[CharRange]:
         r"""Occurrences of the phrases in `text`: exact, case-sensitive, not inside a longer word
         (`(?<!\w)phrase(?!\w)`), scanning left to right, longest phrase first at each position,
