@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from model_build.config import CONFIGS, default_data_dir, get_config
+from model_build.config import CONFIGS, default_data_dir, default_work_dir, get_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("model_build").setLevel(logging.INFO)
     data_dir = args.data_dir or default_data_dir()
-    seed_suffix = (
-        f"-pretrain-seed{args.pretrain_seed}" if getattr(args, "pretrain_seed", None) is not None else ""
-    )
-    work_dir = args.work_dir or Path("build") / f"{args.config}{seed_suffix}"
+    work_dir = args.work_dir or default_work_dir(args.config, getattr(args, "pretrain_seed", None))
     t0 = time.perf_counter()
     if args.command == "build":
         from model_build.pipeline import build

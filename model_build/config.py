@@ -212,6 +212,14 @@ CONFIGS = {
 }
 
 
+def default_work_dir(config_name: str, pretrain_seed: int | None = None) -> Path:
+    """Where a build keeps its intermediate outputs: `build/<config>`, or
+    `build/<config>-pretrain-seed<N>` for a build with another pretraining seed, so that a second
+    sample never overwrites the default build's stages."""
+    suffix = "" if pretrain_seed is None else f"-pretrain-seed{pretrain_seed}"
+    return Path("build") / f"{config_name}{suffix}"
+
+
 def get_config(name: str) -> BuildConfig:
     if name not in CONFIGS:
         raise SystemExit(f"unknown config {name!r}; choose one of {', '.join(CONFIGS)}")

@@ -22,7 +22,15 @@ import torch
 from model_build.atomic import write_text_atomically
 from model_build.checkpoint import load_encoder, save_checkpoint
 from model_build.codeversion import code_version
-from model_build.config import TASKS, BuildConfig, as_dict, default_data_dir, fingerprint, get_config
+from model_build.config import (
+    TASKS,
+    BuildConfig,
+    as_dict,
+    default_data_dir,
+    default_work_dir,
+    fingerprint,
+    get_config,
+)
 from model_build.corpus import build_corpus, iter_documents
 from model_build.corpus.roles import check_declared_roles, check_training_file
 from model_build.data import read_span_file
@@ -240,7 +248,7 @@ def build(
     if pretrain_seed is not None:
         cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, seed=pretrain_seed))
     data_dir = data_dir or default_data_dir()
-    work_dir = work_dir or Path("build") / config_name
+    work_dir = work_dir or default_work_dir(config_name, pretrain_seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     check_declared_roles(
         train=[name for task in TASKS for name in (cfg.datasets[task][0], *cfg.extra_train.get(task, ()))],

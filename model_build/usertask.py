@@ -23,7 +23,7 @@ from torch import nn
 
 from model_build.checkpoint import load_encoder
 from model_build.codeversion import code_version
-from model_build.config import TASKS, default_data_dir, fingerprint, get_config
+from model_build.config import TASKS, default_data_dir, default_work_dir, fingerprint, get_config
 from model_build.corpus.roles import check_training_file
 from model_build.export import export_artifact
 from model_build.finetune import finetune
@@ -109,7 +109,7 @@ def finetune_task(
     )
     cfg = get_config(config_name)
     ft_cfg = replace(cfg.finetune, max_examples=max_examples, seed=seed)
-    stages = Stages(cfg, data_dir or default_data_dir(), work_dir or Path("build") / config_name)
+    stages = Stages(cfg, data_dir or default_data_dir(), work_dir or default_work_dir(config_name))
     text = stages.pretraining_text()
     checkpoint, pre_summary = stages.pretrain(text, "aligned")  # reused when the build made it
     encoder, _ = load_encoder(checkpoint)
