@@ -76,7 +76,7 @@ def predict_spans(
             probs[ti][start:end][take] = p[r, :n][take]
             best_margin[ti][start:end][take] = margin[take]
     results = [
-        decode_spans(pr, enc.word_of_token, enc.words, label_names)
+        decode_spans(pr, enc.word_of_token, enc.words, label_names, enc.text)
         for enc, pr in zip(encoded, probs, strict=True)
     ]
     return results, [pr.argmax(-1) for pr in probs]

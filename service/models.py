@@ -66,6 +66,7 @@ class Model:
     batcher: Batcher | None = None
     window: int = 0
     overlap: int = 0
+    structured_decoding: bool = True  # ALIGNTAG_DECODING
     active: int = 0  # `predict` calls using this model now; a replaced model drains to 0 (reload.py)
 
     @property
@@ -97,6 +98,7 @@ def load_model(task: str, settings: Settings, factory: RuntimeFactory) -> Model:
         )
         try:
             model.window, model.overlap = settings.window_for(artifact.max_positions)
+            model.structured_decoding = settings.decoding == "viterbi"
         except ValueError as e:
             raise ArtifactError(f"{artifact.directory / 'manifest.json'}: {e}") from e
         runtime = factory(artifact, settings)
@@ -188,7 +190,9 @@ async def _predict(
     result = await _result_unless_disconnected(batcher.submit(sequences), receive)
     timings.queue, timings.inference = result.queue_seconds, result.inference_seconds
     timings.batch_size = result.batch_size
-    return await in_prep_thread(decode, artifact, encoded, plans, result.probs, min_score)
+    return await in_prep_thread(
+        decode, artifact, encoded, plans, result.probs, min_score, model.structured_decoding
+    )
 
 
 def prepare(
@@ -205,7 +209,7 @@ def prepare(
 
 def decode(
     artifact: Artifact, encoded: Sequence[TextInputs], plans: Sequence[Sequence[tuple[int, int]]],
-    probs: Sequence[Any], min_score: float,
+    probs: Sequence[Any], min_score: float, structured: bool,
 ) -> list[list[Span]]:  # fmt: skip
     """Spans of each text from its windows' probabilities (prep thread)."""
     spans: list[list[Span]] = []
@@ -213,5 +217,5 @@ def decode(
     for e, ranges in zip(encoded, plans, strict=True):
         window_probs = probs[position : position + len(ranges)]
         position += len(ranges)
-        spans.append(tag_text(e, ranges, window_probs, artifact.labels, min_score))
+        spans.append(tag_text(e, ranges, window_probs, artifact.labels, min_score, structured))
     return spans

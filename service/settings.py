@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     window_overlap_tokens: int | None = Field(
         default=None, description="Tokens shared by consecutive windows; unset = a quarter of the window."
     )
+    decoding: Literal["viterbi", "argmax"] = Field(
+        default="viterbi",
+        description="How token probabilities become spans: `viterbi` = the most probable well-formed "
+        "BIO sequence over words (textfeatures.decode); `argmax` = each word's most probable label, "
+        "an I- with no open span starting one. `argmax` is there to measure what structured "
+        "decoding adds (reports/quality, variant no-structured-decoding), not to serve.",
+    )
 
     # --- access
     api_key: SecretStr | None = Field(

@@ -358,6 +358,7 @@ def repeat_counts(text: str, words: Sequence[Word], phrase: Sequence[int]) -> li
 
 @dataclass(frozen=True)
 class TextInputs:
+    text: str
     ids: list[int]
     offsets: list[tuple[int, int]]
     words: list[Word]
@@ -393,7 +394,9 @@ def text_inputs(text: str, ids: list[int], offsets: list[tuple[int, int]]) -> Te
         features[:, 3] = np.where((phrase == PHRASE_BEGIN) & ~starts, PHRASE_INSIDE, phrase)
         features[:, 4] = per_word[index, 3]
         features[:, 5] = per_word[index, 4]
-    return TextInputs(ids=ids, offsets=offsets, words=words, word_of_token=word_of_token, features=features)
+    return TextInputs(
+        text=text, ids=ids, offsets=offsets, words=words, word_of_token=word_of_token, features=features
+    )
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ def test_bio_labels_cover_every_sub_token_and_decode_back(tokenizer) -> None:  #
     first_long = next(i for i, (s, _) in enumerate(enc.offsets) if s == 9)
     assert names[first_long] == "B-long"
     assert all(n == "I-long" for n, (s, e) in zip(names, enc.offsets, strict=True) if 9 < s < 38)
-    decoded = decode_spans(one_hot(labels, len(ACRONYM_LABELS)), enc.word_of_token, enc.words, ACRONYM_LABELS)
+    probs = one_hot(labels, len(ACRONYM_LABELS))
+    decoded = decode_spans(probs, enc.word_of_token, enc.words, ACRONYM_LABELS, enc.text)
     assert [(s, e, k) for s, e, k, _ in decoded] == spans
 
 

@@ -135,3 +135,22 @@ def copy_as_user_task(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging.rename(target)
     return target
+
+
+class OrphanContinuationRuntime:
+    """Fake model: the first token leans O (O 0.6, B 0.3, I 0.1), every other token is I. The most
+    probable well-formed sequence is B I I ..., one span over the whole text; per-word argmax
+    says O I I ..., a span from the second word on."""
+
+    def __init__(self, num_labels: int) -> None:
+        self.num_labels = num_labels
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray, features: np.ndarray) -> np.ndarray:
+        logits = np.zeros((*input_ids.shape, self.num_labels), dtype=np.float32)
+        logits[:, 0, :3] = np.log([0.6, 0.3, 0.1])
+        logits[:, 1:, 2] = 20.0
+        return logits
+
+
+def orphan_continuation_factory(artifact: Artifact, settings: Settings) -> Runtime:
+    return OrphanContinuationRuntime(len(artifact.labels))

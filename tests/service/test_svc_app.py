@@ -22,6 +22,7 @@ from svc_helpers import (
     check_spans,
     flip_byte,
     one_span_factory,
+    orphan_continuation_factory,
     tokenwise_factory,
     version_dir,
 )
@@ -312,6 +313,17 @@ def test_offsets_are_code_point_indices(make_client: MakeClient, text: str) -> N
     assert [{**s, "score": round(s["score"], 2)} for s in concepts] == [expected]
     acronyms = client.post("/acronyms", json={"text": text}).json()["acronyms"]
     assert [(s["start"], s["end"], s["text"]) for s in acronyms] == [(start, start + len(stripped), stripped)]
+
+
+def test_decoding_setting_chooses_viterbi_or_argmax(make_client: MakeClient) -> None:
+    """ALIGNTAG_DECODING reaches the decoder: Viterbi repairs the fake model's O I I into one
+    span; argmax (the ablation) starts the span at the orphan I."""
+    text = "time series data analysis"
+    spans = {}
+    for decoding in ("viterbi", "argmax"):
+        client = make_client(runtime_factory=orphan_continuation_factory, decoding=decoding)
+        spans[decoding] = [s["text"] for s in client.post("/tag", json={"text": text}).json()["concepts"]]
+    assert spans == {"viterbi": [text], "argmax": ["series data analysis"]}
 
 
 def test_long_text_merge_is_exact_for_a_context_free_model(make_client: MakeClient) -> None:

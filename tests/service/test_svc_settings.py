@@ -31,6 +31,7 @@ def test_defaults_match_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
         2 * 1024 * 1024,
     )
     assert s.window_for(256) == (256, 64)
+    assert s.decoding == "viterbi"
 
 
 def test_environment_variables_with_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,6 +77,7 @@ def test_refusals_say_how_to_fix() -> None:
         "raise the budget or lower the window"
     )
     assert "Input should be 'debug', 'info', 'warning' or 'error'" in refusal(log_level="loud")
+    assert "Input should be 'viterbi' or 'argmax'" in refusal(decoding="crf")
 
 
 def test_window_checked_against_the_model() -> None:

@@ -21,6 +21,7 @@ def words(text: str) -> tf.TextInputs:
     context-free feature)."""
     matches = list(re.finditer(r"\S+", text))
     return tf.TextInputs(
+        text=text,
         ids=[len(m.group()) for m in matches],
         offsets=[(m.start(), m.end()) for m in matches],
         words=[(m.start(), m.end()) for m in matches],

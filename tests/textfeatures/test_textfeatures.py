@@ -23,7 +23,7 @@ from textfeatures.features import (
     word_ending,
     word_shape,
 )
-from textfeatures.words import split_words, strip_span
+from textfeatures.words import Word, split_words, strip_span
 
 CONCEPT_LABELS = ["O", "B-concept", "I-concept"]
 ACRONYM_LABELS = ["O", "B-short", "I-short", "B-long", "I-long"]
@@ -199,12 +199,14 @@ def test_decoding_never_yields_an_ill_formed_span(tokens: list[tuple[bool, list[
         word_of_token.append(w)
     probs = np.asarray([p for _, p in tokens], dtype=np.float64).reshape(-1, 5)
     probs /= probs.sum(-1, keepdims=True)
-    spans = decode_spans(probs, word_of_token, words, ACRONYM_LABELS)
+    text = "".join("-- " if i % 3 == 2 else "ab " for i in range(len(words)))  # bare punctuation too
+    spans = decode_spans(probs, word_of_token, words, ACRONYM_LABELS, text)
     starts, ends = {s for s, _ in words}, {e for _, e in words}
     for a, b in itertools.pairwise(spans):
         assert a[1] <= b[0]
     for start, end, label, score in spans:
         assert start in starts and end in ends and start < end and label in ("short", "long")
+        assert text[start : start + 2] == "ab" and text[end - 2 : end] == "ab"
         assert 0.0 <= score <= 1.0
 
 
@@ -212,7 +214,7 @@ def test_decoding_repairs_a_continuation_without_a_start() -> None:
     # "time series data": argmax says O I I, which no span can be; Viterbi picks B I I or O O O.
     words = [(0, 4), (5, 11), (12, 16)]
     probs = np.array([[0.5, 0.45, 0.05], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])
-    (span,) = decode_spans(probs, [0, 1, 2], words, CONCEPT_LABELS)
+    (span,) = decode_spans(probs, [0, 1, 2], words, CONCEPT_LABELS, "time series data")
     assert span[:3] == (0, 16, "concept")
     assert span[3] == pytest.approx(0.45)  # as sure as its least sure word
 
@@ -220,13 +222,56 @@ def test_decoding_repairs_a_continuation_without_a_start() -> None:
 def test_a_word_takes_the_label_of_its_first_token() -> None:
     words = [(0, 7), (8, 18)]  # "natural evolutions": natural | evol ##utions
     probs = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
-    assert decode_spans(probs, [0, 1, 1], words, CONCEPT_LABELS) == []
+    assert decode_spans(probs, [0, 1, 1], words, CONCEPT_LABELS, "natural evolutions") == []
     probs[1], probs[2] = [0.1, 0.7, 0.2], [0.9, 0.05, 0.05]
-    assert [s[:3] for s in decode_spans(probs, [0, 1, 1], words, CONCEPT_LABELS)] == [(8, 18, "concept")]
+    spans = decode_spans(probs, [0, 1, 1], words, CONCEPT_LABELS, "natural evolutions")
+    assert [s[:3] for s in spans] == [(8, 18, "concept")]
 
 
 def test_span_score_counts_the_next_word_continuing_it() -> None:
     words = [(0, 1), (2, 3)]
     probs = np.array([[0.05, 0.9, 0.05], [0.55, 0.05, 0.4]])  # "a" B (0.9); "b" O, but I at 0.4
-    ((*_, score),) = decode_spans(probs, [0, 1], words, CONCEPT_LABELS)
+    ((*_, score),) = decode_spans(probs, [0, 1], words, CONCEPT_LABELS, "a b")
     assert score == pytest.approx(0.6)
+
+
+def concept_labels_of(text: str, tags: str) -> tuple[np.ndarray, list[Word]]:
+    """One-hot concept probabilities for the words of `text` (`split_words`) from a tag string,
+    one letter a word: O, B or I."""
+    words = split_words(text)
+    assert len(words) == len(tags)
+    probs = np.full((len(words), 3), 0.05)
+    probs[np.arange(len(words)), ["OBI".index(t) for t in tags]] = 0.9
+    return probs, words
+
+
+@pytest.mark.parametrize(
+    ("text", "tags", "expected"),
+    [
+        # An opening bracket tagged inside a span is not part of it...
+        ("continuum random phase approximation ( RPA )", "BIIIIOO", ["continuum random phase approximation"]),
+        ("the CNOMA - SWIPT - OAM scheme", "OBIIIOO", ["CNOMA - SWIPT"]),
+        ("see ( deep learning", "OBII", ["deep learning"]),
+        # ... but brackets and quotes closed inside the span stay.
+        ("MP ( F4 ) here", "BIIIO", ["MP ( F4 )"]),
+        ("the “MIT bag model” of", "OBIIIIO", ["“MIT bag model”"]),
+        # A span of punctuation alone is no span.
+        ("a ( b", "OBO", []),
+    ],
+)
+def test_spans_never_start_or_end_on_bare_punctuation(text: str, tags: str, expected: list[str]) -> None:
+    probs, words = concept_labels_of(text, tags)
+    spans = decode_spans(probs, list(range(len(words))), words, CONCEPT_LABELS, text)
+    assert [text[s:e] for s, e, *_ in spans] == expected
+
+
+def test_argmax_decoding_starts_a_span_at_an_orphan_continuation() -> None:
+    """`structured=False` (the ablation): `O I I` becomes a span from the first `I`, where the
+    structured decoding picks the best well-formed sequence instead."""
+    text = "time series data"
+    probs = np.array([[0.5, 0.45, 0.05], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])
+    words = split_words(text)
+    argmax = decode_spans(probs, [0, 1, 2], words, CONCEPT_LABELS, text, structured=False)
+    structured = decode_spans(probs, [0, 1, 2], words, CONCEPT_LABELS, text)
+    assert [text[s:e] for s, e, *_ in argmax] == ["series data"]
+    assert [text[s:e] for s, e, *_ in structured] == ["time series data"]
