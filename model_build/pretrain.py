@@ -128,7 +128,7 @@ def pretrain(
         lr=cfg.lr,
         betas=(0.9, 0.98),
     )
-    start_step, history = 0, []
+    start_step, history, curve, train_seconds = 0, [], [], 0.0
     ckpt_path = out_dir / "checkpoint.pt"
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
@@ -136,6 +136,7 @@ def pretrain(
             model.load_state_dict(ckpt["state_dict"])
             optimizer.load_state_dict(ckpt["optimizer"])
             start_step, history = ckpt["step"], ckpt["history"]
+            curve, train_seconds = ckpt.get("valid_curve", []), ckpt.get("train_seconds", 0.0)
     if cfg.recipe == "mlm":  # MLM never trains the tagging heads; frozen, DDP skips them too
         model.heads.requires_grad_(False)
     train_model: torch.nn.Module = model
@@ -156,6 +157,7 @@ def pretrain(
     t0, tokens = time.perf_counter(), 0
     model.train()
     for step in bar:
+        step_t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg.steps, cfg.warmup_fraction, cfg.lr)
         batch = {
@@ -177,6 +179,7 @@ def pretrain(
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        train_seconds += time.perf_counter() - step_t0
         tokens += batch["input_ids"].numel()
         record = {
             "step": step + 1,
@@ -187,6 +190,11 @@ def pretrain(
         }
         history.append(record)
         bar.set_postfix(loss=record["loss"], tok_s=f"{tokens / (time.perf_counter() - t0):.0f}")
+        if rank == 0 and cfg.valid_every and (step + 1) % cfg.valid_every == 0:
+            # Outside the timed step, and on its own random streams: the curve costs no training
+            # time and leaves the trained model exactly as without it.
+            losses = validation_losses(model, cfg, valid_stream, device)
+            curve.append({"step": step + 1, "train_seconds": round(train_seconds, 3), **losses})
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end_step):
             save_checkpoint(
                 ckpt_path,
@@ -194,6 +202,8 @@ def pretrain(
                 optimizer=optimizer.state_dict(),
                 step=step + 1,
                 history=history,
+                valid_curve=curve,
+                train_seconds=train_seconds,
                 run_id=run_id,
             )
     seconds = time.perf_counter() - t0
@@ -220,6 +230,8 @@ def pretrain(
         "masked_tokens": sum(r["masked"] for r in history),
         "final_train_losses": history[-1] if history else {},
         "valid_losses": validation_losses(model, cfg, valid_stream, device) if rank == 0 else {},
+        "train_seconds": round(train_seconds, 3),
+        "valid_curve": curve,
     }
     if rank == 0:
         save_checkpoint(out_dir / "final.pt", model)

@@ -146,7 +146,8 @@ def test_checksum_mismatch_names_the_file(tiny_artifacts_dir: Path, tmp_path: Pa
 
 
 def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: Path) -> None:
-    """Stop after 3 of 6 steps, resume: the losses of steps 4-6 equal an uninterrupted run's."""
+    """Stop after 3 of 6 steps, resume: the losses of steps 4-6 and the held-out curve equal an
+    uninterrupted run's; the curve's validation leaves training as it is without one."""
     import torch
 
     work = tiny_build_dir / "work"
@@ -156,8 +157,10 @@ def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: P
     model_cfg = replace(
         cfg.model, vocab_size=load_tokenizer(work / "tokenizer" / "tokenizer.json").get_vocab_size()
     )
-    pre_cfg = replace(cfg.pretrain, steps=6, checkpoint_every=100)
-    pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "straight", "data")
+    pre_cfg = replace(cfg.pretrain, steps=6, checkpoint_every=100, valid_every=2)
+    straight = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "straight", "data")
+    unobserved = replace(pre_cfg, valid_every=0)
+    pretrain(model_cfg, unobserved, stream, stream, tmp_path / "unobserved", "data")
     first = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed", "data", stop_after=3)
     assert first["step"] == 3 and not (tmp_path / "resumed" / "final.pt").exists()
     resumed = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "resumed", "data")
@@ -168,6 +171,14 @@ def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: P
     np.testing.assert_allclose(
         [h["loss"] for h in straight_history], [h["loss"] for h in resumed_history], rtol=0, atol=1e-4
     )
+    unobserved_history = torch.load(tmp_path / "unobserved" / "checkpoint.pt", weights_only=False)["history"]
+    assert [h["loss"] for h in unobserved_history] == [h["loss"] for h in straight_history]
+    assert [c["step"] for c in straight["valid_curve"]] == [2, 4, 6]
+    assert [c["step"] for c in resumed["valid_curve"]] == [2, 4, 6]
+    for a, b in zip(straight["valid_curve"], resumed["valid_curve"], strict=True):
+        assert a["loss_mlm"] == pytest.approx(b["loss_mlm"], abs=1e-4)
+    train_seconds = [c["train_seconds"] for c in straight["valid_curve"]]
+    assert 0 < train_seconds[0] < train_seconds[1] < train_seconds[2] <= straight["train_seconds"]
 
 
 def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_head(
