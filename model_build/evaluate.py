@@ -111,8 +111,9 @@ def span_sets(
 
 
 def headline(task: str, metrics: dict) -> float:
-    """The figure a task is judged by, and so what model selection and calibration maximise: SDU
-    macro F1 for acronyms, micro F1 for concepts and user tasks. Selecting a user task on the mean
+    """The figure a task is judged by, and so what model selection and calibration maximise (per
+    training file, `model_build.finetune.selection_score`): SDU macro F1 for acronyms, micro F1
+    for concepts and user tasks. Selecting a user task on the mean
     of its labels' F1 instead was measured and did not help (reports/user-task: ScienceIE types,
     N=200 and 350, seed 0: the rare Task label went from 0 to 5-6 F1, Process fell further)."""
     return float(metrics["sdu_macro"]["f1"] if task == "acronyms" else metrics["micro"]["f1"])

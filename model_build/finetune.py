@@ -44,6 +44,24 @@ def split_selection(examples: list[dict], fraction: float, seed: int) -> tuple[l
     return shuffled[k:], shuffled[:k]
 
 
+def selection_score(
+    task: str, records: Sequence[dict], predictions: Sequence[Sequence[tuple]], label_names: Sequence[str]
+) -> float:
+    """What model selection and calibration maximise on the held-out slice: the task's headline
+    on the examples of each training file (a record's `file`, set by the build), averaged over the
+    files. Pooled, the slice of the acronym task is 79% sdu21-train (pre-tokenized) and chose
+    label offsets that raised its sdu21 part by 0.9 and cut its sdu22-sci part (raw text) by 1.1;
+    the service answers both kinds of text, so each file counts once."""
+    groups: dict[str | None, list[int]] = {}
+    for i, rec in enumerate(records):
+        groups.setdefault(rec.get("file"), []).append(i)
+    scores = [
+        headline(task, score([records[i] for i in rows], [predictions[i] for i in rows], label_names))
+        for rows in groups.values()
+    ]
+    return sum(scores) / len(scores)
+
+
 Piece = tuple[Window, list[int]]  # a window of a text and the BIO label id of each of its tokens
 
 
@@ -101,18 +119,18 @@ def calibrate_head(
 
         return logits
 
-    def selection_score(offsets: np.ndarray) -> float:
+    def score_with(offsets: np.ndarray) -> float:
         preds, _ = predict_spans(texts, tokenizer, logits_with(offsets), label_names, seq_len)
-        return headline(task, score(selection, preds, label_names))
+        return selection_score(task, selection, preds, label_names)
 
     best = np.zeros(len(label_names), dtype=np.float32)
-    best_score = selection_score(best)
+    best_score = score_with(best)
     for _ in range(2):
         for label in range(1, len(label_names)):  # 0 is "O": offsets are relative to it
             for value in OFFSET_GRID:
                 trial = best.copy()
                 trial[label] = value
-                trial_score = selection_score(trial)
+                trial_score = score_with(trial)
                 if trial_score > best_score:
                     best, best_score = trial, trial_score
     head = tagger.encoder.heads[task]
@@ -192,7 +210,7 @@ def finetune(
             preds, _ = predict_spans(
                 [r["text"] for r in selection], tokenizer, torch_logits_fn(tagger), label_names, cfg.seq_len
             )
-            sel = headline(task, score(selection, preds, label_names))
+            sel = selection_score(task, selection, preds, label_names)
         else:
             sel = float(epoch)  # nothing held out: keep the last epoch
         history.append({"epoch": epoch + 1, "step": step, "selection_score": round(sel, 2)})

@@ -179,7 +179,7 @@ class Stages:
 
     def labelled(self, task: str, role: int, limit: int | None = None) -> list[dict]:
         """Train (role 0: the task's train file and its extra ones) or dev (role 1) records of a
-        task; a missing file contributes nothing."""
+        task, each with the `file` it comes from; a missing file contributes nothing."""
         names = self.train_files(task) if role == 0 else [self.cfg.datasets[task][1]]
         if role == 0:
             for name in names:  # every file checked before any is read
@@ -192,7 +192,7 @@ class Stages:
                     "no labelled data at %s: %s", path, "zero-shot head" if role == 0 else "no evaluation"
                 )
                 continue
-            records += read_span_file(path, limit)
+            records += [{**rec, "file": name} for rec in read_span_file(path, limit)]
         return records
 
     def finetune(

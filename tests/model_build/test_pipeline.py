@@ -447,3 +447,20 @@ def test_finetuning_and_calibration_read_train_files_only(
     with pytest.raises(LeakageError, match="sdu21-dev.jsonl: refusing to read a dev file for finetuning"):
         pipeline.Stages(leaky, labelled_data_dir, tmp_path / "leaky").labelled("acronyms", 0)
     assert opened == ["concepts/inspec-train.jsonl", "acronyms/sdu21-train.jsonl"]
+
+
+def test_selection_counts_each_training_file_once() -> None:
+    """Three examples of one file found perfectly and one of another missed: the selection score
+    is the mean of the files' F1 (50), not the pooled F1 (85.7); without `file` it is the pooled."""
+    from model_build.finetune import selection_score
+
+    def record(file: str | None) -> dict:
+        rec = {"text": "a concept", "spans": [(2, 9, "concept")]}
+        return rec if file is None else {**rec, "file": file}
+
+    found, missed = [(2, 9, "concept", 1.0)], []
+    names = LABELS["concepts"]
+    files = [record("big.jsonl")] * 3 + [record("small.jsonl")]
+    assert selection_score("concepts", files, [found] * 3 + [missed], names) == pytest.approx(50.0)
+    pooled = [record(None)] * 4
+    assert selection_score("concepts", pooled, [found] * 3 + [missed], names) == pytest.approx(600 / 7)
