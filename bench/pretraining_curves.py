@@ -109,6 +109,17 @@ def write(results: list[dict], out: Path) -> None:
             f"{final['loss_mlm']:.3f} | {r['final_nats_per_char']:.3f} | {r['unigram_nats_per_char']:.3f} | "
             f"{final.get('loss_concepts', float('nan')):.3f} | {final.get('loss_acronyms', float('nan')):.3f} |"
         )
+    first, *others = results
+    for r in others:
+        lines += [
+            "",
+            f"Held-out MLM after {first['train_minutes']:.1f} and {r['train_minutes']:.1f} training minutes: "
+            f"`{first['config']}` {first['final_nats_per_char']:.3f} nats per character, `{r['config']}` "
+            f"{r['final_nats_per_char']:.3f} (difference {first['final_nats_per_char'] - r['final_nats_per_char']:+.3f}); "
+            f"the held-out losses of the concept and acronym "
+            f"objectives are {first['final']['loss_concepts']:.3f} and {first['final']['loss_acronyms']:.3f} "
+            f"against {r['final']['loss_concepts']:.3f} and {r['final']['loss_acronyms']:.3f}.",
+        ]
     lines += ["", "![held-out loss against minutes](pretraining.png)", ""]
     (out / "pretraining.md").write_text("\n".join(lines))
 
