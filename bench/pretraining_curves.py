@@ -111,11 +111,12 @@ def write(results: list[dict], out: Path) -> None:
         )
     first, *others = results
     for r in others:
+        difference = first["final_nats_per_char"] - r["final_nats_per_char"]
         lines += [
             "",
             f"Held-out MLM after {first['train_minutes']:.1f} and {r['train_minutes']:.1f} training minutes: "
             f"`{first['config']}` {first['final_nats_per_char']:.3f} nats per character, `{r['config']}` "
-            f"{r['final_nats_per_char']:.3f} (difference {first['final_nats_per_char'] - r['final_nats_per_char']:+.3f}); "
+            f"{r['final_nats_per_char']:.3f} (difference {difference:+.3f}); "
             f"the held-out losses of the concept and acronym "
             f"objectives are {first['final']['loss_concepts']:.3f} and {first['final']['loss_acronyms']:.3f} "
             f"against {r['final']['loss_concepts']:.3f} and {r['final']['loss_acronyms']:.3f}.",

@@ -10,7 +10,8 @@ paired where the text *defines* it, i.e. where the two spans are adjacent around
 (whitespace inside the parentheses is allowed: `language ( CNL )` from pre-tokenized text), and
 the letters agree, Schwartz & Hearst (2003) style: the first letter of the short form is the first
 letter of the long form, and every letter or digit of the short form occurs, in order, in the long
-form, each at or after the previous one (a Greek letter as the first letter of its name). A trailing plural `s` (`CNNs`) may match anywhere.
+form, each at or after the previous one (a Greek letter as the first letter of its name). A
+trailing plural `s` (`CNNs`) may match anywhere.
 
 Once a short form is defined, every use of the same short form in the text (before or after the
 definition) gets that long form; with several definitions of one short form, a use takes the
