@@ -675,6 +675,7 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
                 "max_batch_tokens": settings.max_batch_tokens,
                 "max_batch_requests": settings.max_batch_requests,
                 "max_queue": settings.max_queue,
+                "max_queue_wait_ms": settings.max_queue_wait_ms,
             },
             "auth": {
                 "api_key_required": settings.api_key is not None,

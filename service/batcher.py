@@ -11,7 +11,10 @@ load batches grow by themselves because requests pile up while the previous batc
 - Inside a batch, sequences are sorted by length and cut into the groups that cost least to run
   (padding against the fixed cost of a call, `length_groups`): a 5-token and a 500-token sequence
   are never padded together, and neither are 30- and 50-token sentences of one batch request.
-- The queue is bounded: past `max_queue` waiting jobs, `submit` raises `Overloaded` at once.
+- The queue is bounded: past `max_queue` waiting jobs, or when the work already queued would keep
+  a new job waiting longer than `max_queue_wait_seconds` (`expected_wait`), `submit` raises
+  `Overloaded` at once. The wait bound is what holds accepted latency whatever the request size: a
+  limit in requests alone let 8-text requests wait 420 ms (median) at 3x overload, 1-text ones 93.
 - A job whose future was cancelled (its client went away) is dropped before it runs.
 - A failing batch sets `InferenceFailed` on the future of every job in it; the worker carries on.
 """
@@ -131,6 +134,7 @@ class Batcher:
         max_batch_tokens: int,
         max_batch_requests: int,
         max_queue: int,
+        max_queue_wait_seconds: float | None = None,
         retry_after_seconds: int = 1,
         pad_id: int = 0,
         metrics: Metrics | None = None,
@@ -140,10 +144,14 @@ class Batcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_requests = max_batch_requests
         self.max_queue = max_queue
+        self.max_queue_wait_seconds = max_queue_wait_seconds
         self.retry_after_seconds = retry_after_seconds
         self.pad_id = pad_id
         self.metrics = metrics or Metrics()
         self._queue: deque[_Job] = deque()
+        self._running_sequences = 0  # in the batch being run now
+        # Seconds a sequence costs in the recent batches (moving average; None before the first).
+        self._sequence_seconds: float | None = None
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         # One thread per model: one batch in flight per model, and the event loop stays free.
@@ -169,15 +177,32 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
+    def expected_wait(self) -> float:
+        """Seconds a job queued now would wait before its first batch: the sequences queued and
+        running times the recent cost of a sequence (0 before any batch has run)."""
+        if self._sequence_seconds is None:
+            return 0.0
+        queued = sum(len(job.sequences) - job.next_index for job in self._queue)
+        return (queued + self._running_sequences) * self._sequence_seconds
+
     def refuse_if_full(self) -> None:
-        """Raise Overloaded when the queue is full. `predict` asks before it tokenizes, so an
-        overloaded service refuses at once instead of computing features it will not use."""
+        """Raise Overloaded when the queue is full, in jobs or in expected wait. `predict` asks
+        before it tokenizes, so an overloaded service refuses at once instead of computing features
+        it will not use."""
         if len(self._queue) >= self.max_queue:
-            self.metrics.rejected.labels(self.model, "queue_full").inc()
-            raise Overloaded(
-                f"the {self.model} queue is full ({self.max_queue} requests waiting); retry later",
-                headers={"Retry-After": str(self.retry_after_seconds)},
-            )
+            self._refuse("queue_full", f"the {self.model} queue is full ({self.max_queue} requests waiting)")
+        if self.max_queue_wait_seconds is not None:
+            wait = self.expected_wait()
+            if wait > self.max_queue_wait_seconds:
+                self._refuse(
+                    "queue_wait",
+                    f"the {self.model} queue holds about {wait * 1000:.0f} ms of work "
+                    f"(over {self.max_queue_wait_seconds * 1000:.0f} ms)",
+                )
+
+    def _refuse(self, reason: str, why: str) -> None:
+        self.metrics.rejected.labels(self.model, reason).inc()
+        raise Overloaded(f"{why}; retry later", headers={"Retry-After": str(self.retry_after_seconds)})
 
     def submit(self, sequences: Sequence[Window]) -> asyncio.Future[JobResult]:
         """Queue a job; its future resolves with the probabilities of every sequence, in order.
@@ -236,11 +261,13 @@ class Batcher:
                     job.started_at = started
                     self.metrics.queue_wait.labels(self.model).observe(started - job.enqueued_at)
             sequences = [job.sequences[i] for job, i in batch]
+            self._running_sequences = len(sequences)
             try:
                 probs = await loop.run_in_executor(
                     self._executor, run_sequences, self.run, sequences, self.pad_id
                 )
                 seconds = time.perf_counter() - started
+                self._note_cost(seconds, len(sequences))
                 self._deliver(batch, probs, seconds)
             except Exception as e:  # the batch failed: every waiter hears about it, the worker lives on
                 log.exception("batch of %d sequences failed on the %s model", len(batch), self.model)
@@ -249,9 +276,18 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_exception(failure)
                 continue
+            finally:
+                self._running_sequences = 0
             self.metrics.inference.labels(self.model).observe(seconds)
             self.metrics.batch_size.labels(self.model).observe(len(batch))
             self.metrics.batch_tokens.labels(self.model).observe(sum(len(s) for s in sequences))
+
+    def _note_cost(self, seconds: float, sequences: int) -> None:
+        # A moving average over about the last five batches: it follows the batch sizes of the
+        # present load (a sequence costs less in a full batch than alone) and a slow spell.
+        per_sequence = seconds / sequences
+        previous = self._sequence_seconds
+        self._sequence_seconds = per_sequence if previous is None else 0.8 * previous + 0.2 * per_sequence
 
     def _deliver(self, batch: list[tuple[_Job, int]], probs: list[np.ndarray], seconds: float) -> None:
         for job in {id(job): job for job, _ in batch}.values():

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         default=512, description="Requests waiting per model; beyond it 503 + Retry-After."
     )
+    max_queue_wait_ms: float = Field(
+        default=100.0,
+        gt=0,
+        description="Expected wait in a model's queue (the sequences queued times their recent cost) "
+        "beyond which a request is refused with 503 + Retry-After. It bounds the latency of accepted "
+        "requests whatever their size, where ALIGNTAG_MAX_IN_FLIGHT counts requests.",
+    )
     retry_after_seconds: int = Field(default=1, description="Retry-After sent with a 503 for a full queue.")
     max_in_flight: int = Field(
         default=16,

@@ -26,6 +26,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,11 @@ def dockerfile_env(stage: Stage) -> dict[str, str]:
     return env
 
 
-def empty_env_file() -> str:
-    """An empty --env-file, so a developer's .env cannot change what the tests see."""
-    handle, path = tempfile.mkstemp(prefix="aligntag-compose-", suffix=".env")
-    os.close(handle)
-    return path
+@contextlib.contextmanager
+def empty_env_file() -> Iterator[str]:
+    """An empty --env-file, so a developer's .env cannot change what the tests see; removed after."""
+    with tempfile.NamedTemporaryFile(prefix="aligntag-compose-", suffix=".env") as handle:
+        yield handle.name
 
 
 def compose_config(extra_env: dict[str, str] | None = None, profile: str | None = None) -> dict[str, Any]:
@@ -146,10 +147,11 @@ def compose_config(extra_env: dict[str, str] | None = None, profile: str | None 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ALIGNTAG_", "GRAFANA_", "PROMETHEUS_"))}
     env["GRAFANA_ADMIN_PASSWORD"] = GRAFANA_PASSWORD_FOR_TESTS
     env.update(extra_env or {})
-    cmd = [tool, "--env-file", empty_env_file(), "-f", str(COMPOSE)]
-    if profile:
-        cmd += ["--profile", profile]
-    result = run(cmd + ["config"], env=env)
+    with empty_env_file() as env_file:
+        cmd = [tool, "--env-file", env_file, "-f", str(COMPOSE)]
+        if profile:
+            cmd += ["--profile", profile]
+        result = run(cmd + ["config"], env=env)
     assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     return yaml.safe_load(result.stdout)
 
@@ -387,7 +389,8 @@ def test_compose_scale_profile_and_port_range():
 def test_compose_fails_early_without_grafana_password():
     tool = require_tool("docker-compose", "apt-get install -y docker-compose")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAFANA_")}
-    result = run([tool, "--env-file", empty_env_file(), "-f", str(COMPOSE), "config"], env=env)
+    with empty_env_file() as env_file:
+        result = run([tool, "--env-file", env_file, "-f", str(COMPOSE), "config"], env=env)
     assert result.returncode != 0
     assert "set GRAFANA_ADMIN_PASSWORD" in result.stderr, result.stderr
 

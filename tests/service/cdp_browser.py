@@ -62,7 +62,9 @@ class Browser:
             args.insert(1, "--no-sandbox")  # chromium refuses to run as root with its sandbox
         self.log_path = workdir / "chromium.log"
         self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        # Chromium keeps its process-singleton socket in TMPDIR and leaves it behind on exit.
+        env = {**os.environ, "TMPDIR": str(workdir)}
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.events: list[dict[str, Any]] = []
         self._next_id = 0
         try:

@@ -414,3 +414,36 @@ def test_padding_changes_no_probability_of_the_real_model(tiny_artifacts_dir, on
         if onnx_file == "model.onnx":
             np.testing.assert_allclose(joint[row, :n], single, atol=1e-3)
     assert error < drift / 4, (error, drift)
+
+
+def test_queued_work_over_the_wait_bound_is_refused() -> None:
+    """The bound is in expected seconds (sequences queued and running x their measured cost), so
+    a few large jobs are refused where as many small ones would not be."""
+
+    async def scenario() -> None:
+        runtime = RecordingRuntime()
+        batcher = make(runtime, max_queue=100)
+        batcher.start()
+        assert batcher.expected_wait() == 0.0  # nothing measured yet: nothing refused on a guess
+        await batcher.submit([seq(1), seq(2)])  # measures what a sequence costs
+        runtime.gate.clear()
+        running = batcher.submit([seq(3), seq(4), seq(5), seq(6)])
+        await until(lambda: len(runtime.calls) == 2)
+        cost = batcher.expected_wait() / 4  # the running batch alone: 4 sequences
+        assert cost > 0
+        batcher.max_queue_wait_seconds = 6.5 * cost  # derived from the measured cost: no timing race
+        accepted = [batcher.submit([seq(7), seq(8)]), batcher.submit([seq(9), seq(10)])]  # waits 4, 6
+        assert batcher.expected_wait() == pytest.approx(8 * cost)
+        with pytest.raises(Overloaded) as refused:
+            batcher.submit([seq(11)])
+        assert refused.value.message.startswith("the concepts queue holds about ")
+        assert refused.value.message.endswith(" ms of work (over %.0f ms); retry later" % (6500 * cost))
+        assert refused.value.headers == {"Retry-After": "1"}
+        assert rejected(batcher, "queue_wait") == 1 and rejected(batcher, "queue_full") == 0
+        runtime.gate.set()
+        await asyncio.gather(running, *accepted)
+        assert batcher.expected_wait() == 0.0  # drained: the next request is taken
+        await batcher.submit([seq(12)])
+        await batcher.stop()
+
+    run(scenario)
