@@ -130,8 +130,8 @@ class Settings(BaseSettings):
         default=100.0,
         gt=0,
         description="Expected wait in a model's queue (the sequences queued times their recent cost) "
-        "beyond which a request is refused with 503 + Retry-After. It bounds the latency of accepted "
-        "requests whatever their size, where ALIGNTAG_MAX_IN_FLIGHT counts requests.",
+        "beyond which a request is refused with 503 + Retry-After: a bound on the wait in the queue "
+        "whatever the request size, where ALIGNTAG_MAX_QUEUE and ALIGNTAG_MAX_IN_FLIGHT count requests.",
     )
     retry_after_seconds: int = Field(default=1, description="Retry-After sent with a 503 for a full queue.")
     max_in_flight: int = Field(

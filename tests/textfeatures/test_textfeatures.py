@@ -257,6 +257,16 @@ def concept_labels_of(text: str, tags: str) -> tuple[np.ndarray, list[Word]]:
         ("the “MIT bag model” of", "OBIIIIO", ["“MIT bag model”"]),
         # A span of punctuation alone is no span.
         ("a ( b", "OBO", []),
+        # A bracket the span does not pair splits it, and goes.
+        ("type 2 diabetes mellitus ( T2DM ) and", "BIIIIIOO", ["type 2 diabetes mellitus", "T2DM"]),
+        ("raised interleukin-6 ( IL-6 levels", "BIIIO", ["raised interleukin-6", "IL-6"]),
+        ("x ) y ( z", "BIIII", ["x", "y", "z"]),
+        (
+            "polyethylene naphthalate ( PEN ) substrates",
+            "BIIIII",
+            ["polyethylene naphthalate ( PEN ) substrates"],
+        ),
+        ("a ( ( b )", "BIIII", ["a", "( b )"]),
     ],
 )
 def test_spans_never_start_or_end_on_bare_punctuation(text: str, tags: str, expected: list[str]) -> None:
