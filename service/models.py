@@ -132,7 +132,9 @@ def start_batcher(model: Model, settings: Settings, metrics: Metrics) -> None:
         max_batch_tokens=settings.max_batch_tokens,
         max_batch_requests=settings.max_batch_requests,
         max_queue=settings.max_queue,
-        max_queue_wait_seconds=settings.max_queue_wait_ms / 1000,
+        max_queue_wait_seconds=None
+        if settings.max_queue_wait_ms is None
+        else settings.max_queue_wait_ms / 1000,
         retry_after_seconds=settings.retry_after_seconds,
         pad_id=model.artifact.pad_token_id,
         metrics=metrics,

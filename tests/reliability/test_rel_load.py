@@ -2,11 +2,9 @@
 (`bench.loadgen`) in a separate process.
 
 Overload: measure saturation (closed loop, 16 connections: no more than admission's default
-`ALIGNTAG_MAX_IN_FLIGHT`, so the closed loop measures throughput; with 8-text requests a few may
-pass `ALIGNTAG_MAX_QUEUE_WAIT_MS` and be refused, and only answered requests count), then offer 3x
-that rate as Poisson arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the
-service's queue at `ALIGNTAG_MAX_QUEUE=64`, admission at its default (`ALIGNTAG_MAX_IN_FLIGHT=16`)
-and the queue's wait bound at its default (`ALIGNTAG_MAX_QUEUE_WAIT_MS=100`). Checks:
+`ALIGNTAG_MAX_IN_FLIGHT`, so the closed loop measures throughput, not refusals), then offer 3x that rate as Poisson
+arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the service's queue at
+`ALIGNTAG_MAX_QUEUE=64` and admission at its default (`ALIGNTAG_MAX_IN_FLIGHT=16`). Checks:
 - every answer is 200 or 503 `overloaded` with `Retry-After` (no other status, no dropped
   connection), and there are refusals;
 - refusals come before the work: their median is under a third of the accepted requests' median
@@ -105,9 +103,7 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     base_p50, base_p99 = percentile(baseline, 50), percentile(baseline, 99)
     saturation = loadgen({"mode": "closed", "port": port, "bodies": bodies, "concurrency": 16,
                           "duration": 2.0 if not mode.full else 5.0})  # fmt: skip
-    # 16 connections of 8 texts can hold more queued work than ALIGNTAG_MAX_QUEUE_WAIT_MS: those few
-    # are refused, and saturation counts the answered requests.
-    assert {s.status for s in saturation.samples} <= {200, 503}
+    assert saturation.errors == 0
     rate = 3 * saturation.rps
     rss_before = load_service.rss_mb()
 
