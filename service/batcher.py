@@ -196,7 +196,7 @@ class Batcher:
             wait = self.expected_wait()
             if wait > self.max_queue_wait_seconds:
                 self._refuse(
-                    "queue_wait",
+                    "queue_work",
                     f"the {self.model} queue holds about {wait * 1000:.0f} ms of work "
                     f"(over {self.max_queue_wait_seconds * 1000:.0f} ms)",
                 )

@@ -94,7 +94,7 @@ class Metrics:
         self.rejected = Counter(
             "aligntag_rejected_requests",
             "Requests refused or dropped: in_flight (503 from admission, ALIGNTAG_MAX_IN_FLIGHT), "
-            "queue_full and queue_wait (503 from the batcher: too many requests waiting, or too much "
+            "queue_full and queue_work (503 from the batcher: too many requests waiting, or too much "
             "work), client_disconnected (dropped before running).",
             ["model", "reason"],
             registry=r,

@@ -439,7 +439,7 @@ def test_queued_work_over_the_wait_bound_is_refused() -> None:
         assert refused.value.message.startswith("the concepts queue holds about ")
         assert refused.value.message.endswith(" ms of work (over %.0f ms); retry later" % (6500 * cost))
         assert refused.value.headers == {"Retry-After": "1"}
-        assert rejected(batcher, "queue_wait") == 1 and rejected(batcher, "queue_full") == 0
+        assert rejected(batcher, "queue_work") == 1 and rejected(batcher, "queue_full") == 0
         runtime.gate.set()
         await asyncio.gather(running, *accepted)
         assert batcher.expected_wait() == 0.0  # drained: the next request is taken
