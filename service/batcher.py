@@ -11,11 +11,12 @@ load batches grow by themselves because requests pile up while the previous batc
 - Inside a batch, sequences are sorted by length and cut into the groups that cost least to run
   (padding against the fixed cost of a call, `length_groups`): a 5-token and a 500-token sequence
   are never padded together, and neither are 30- and 50-token sentences of one batch request.
-- The queue is bounded: past `max_queue` waiting jobs, or when the work already queued would keep
-  a new job waiting longer than `max_queue_wait_seconds` (`expected_wait`), `submit` raises
-  `Overloaded` at once. A bound in jobs cannot bound the wait (64 jobs of 8 texts are 8 times the
-  work of 64 of one); the wait bound does, whatever the request size. The work before the queue
-  (tokens, features) is bounded by admission (`ALIGNTAG_MAX_IN_FLIGHT`, service/admission.py).
+- The queue is bounded: past `max_queue` waiting jobs, or, when `max_queue_wait_seconds` is set
+  (opt-in), when the work already queued would keep a new job waiting longer than it
+  (`expected_wait`), `submit` raises `Overloaded` at once. A bound in jobs cannot bound the wait
+  (64 jobs of 8 texts are 8 times the work of 64 of one); the wait bound does, whatever the request
+  size. The work before the queue (tokens, features) is bounded by admission
+  (`ALIGNTAG_MAX_IN_FLIGHT`, service/admission.py).
 - A job whose future was cancelled (its client went away) is dropped before it runs.
 - A failing batch sets `InferenceFailed` on the future of every job in it; the worker carries on.
 """
