@@ -17,7 +17,7 @@ export ALIGNTAG_DATA_DIR ?= $(abspath ../shared/data)
 # tests scrape the service with, the compose/config checkers of the deployment tests, the
 # headless browser the test of the page at / drives over the DevTools protocol, and wrk, the C
 # load generator `make bench` cross-checks its closed-loop figures with.
-DEBIAN_PACKAGES := dict-foldoc dict-jargon prometheus docker-compose chromium wrk
+DEBIAN_PACKAGES := dict-foldoc dict-jargon wordnet-base prometheus docker-compose chromium wrk
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup debian-deps build-model finetune finetune-args serve run test test-fast lint bench reliability clean

@@ -57,7 +57,9 @@ class NaiveModel:
         for start, end in ranges:  # one forward pass per window, batch of 1
             logits = torch.from_numpy(self.runtime(*pad_batch([window(encoded, start, end)])))
             probs.append(torch.softmax(logits, -1)[0].numpy())
-        return tag_text(encoded, ranges, probs, self.artifact.labels, min_score)
+        return tag_text(
+            encoded, ranges, probs, self.artifact.labels, min_score, noun_final=self.artifact.noun_final
+        )
 
 
 def create_naive_app(artifacts_dir: Path, build_dir: Path) -> FastAPI:

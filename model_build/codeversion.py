@@ -10,11 +10,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def code_version(*modules: str) -> str:
-    """Digest of the source files of the named modules or packages (dotted names in this repo)."""
+    """Digest of the source files of the named modules or packages (dotted names in this repo); a
+    package counts with every file under it, data included (`textfeatures/lexicons/`: the lexicon)."""
     digest = hashlib.sha256()
     for name in modules:
         path = REPO_ROOT / Path(*name.split("."))
-        files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        else:
+            files = [path.with_suffix(".py")]
         for source in files:
             digest.update(source.relative_to(REPO_ROOT).as_posix().encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()[:16]

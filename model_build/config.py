@@ -112,6 +112,9 @@ class BuildConfig:
     )
     # More training files of a task, finetuned on together with its train file (never a dev file).
     extra_train: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Tasks whose spans are decoded to end on a noun (`textfeatures.decode`, `noun_final`; the
+    # manifest's `decoding`), chosen on the held-out slice of the concept training files.
+    noun_final_tasks: tuple[str, ...] = ("concepts",)
 
 
 def _tiny() -> BuildConfig:

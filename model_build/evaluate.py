@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer
 
 from model_build.data import windows
-from model_build.model import TASK_LABELS, Encoder, Tagger
+from model_build.model import Tagger
 from model_build.spanmetrics import span_prf
 from textfeatures.decode import Decoded, decode_spans
 from textfeatures.features import encode_texts, pad_batch, window
@@ -43,9 +43,11 @@ def predict_spans(
     max_len: int,
     batch_size: int = 32,
     pad_id: int = 0,
+    noun_final: bool = False,
 ) -> tuple[list[list[Decoded]], list[np.ndarray]]:
     """Spans per text (`textfeatures.decode.decode_spans`, as the service decodes), and the
-    per-token argmax label ids (for agreement checks).
+    per-token argmax label ids (for agreement checks). `noun_final`: the task's spans end on a
+    noun (`textfeatures.decode`; the concept task).
 
     Texts longer than `max_len` tokens are cut into windows overlapping by a quarter; each token
     takes its prediction from the window in which it sits farthest from an edge.
@@ -76,7 +78,7 @@ def predict_spans(
             probs[ti][start:end][take] = p[r, :n][take]
             best_margin[ti][start:end][take] = margin[take]
     results = [
-        decode_spans(pr, enc.word_of_token, enc.words, label_names, enc.text)
+        decode_spans(pr, enc.word_of_token, enc.words, label_names, enc.text, noun_final=noun_final)
         for enc, pr in zip(encoded, probs, strict=True)
     ]
     return results, [pr.argmax(-1) for pr in probs]
@@ -117,13 +119,3 @@ def headline(task: str, metrics: dict) -> float:
     of its labels' F1 instead was measured and did not help (reports/user-task: ScienceIE types,
     N=200 and 350, seed 0: the rare Task label went from 0 to 5-6 F1, Process fell further)."""
     return float(metrics["sdu_macro"]["f1"] if task == "acronyms" else metrics["micro"]["f1"])
-
-
-def dev_scores_torch(model: Encoder, task: str, tokenizer: Tokenizer, dev: list[dict], max_len: int) -> dict:
-    """PyTorch dev scores (the experiment uses these; the artifacts carry ONNX scores)."""
-    labels = TASK_LABELS[task]
-    preds, _ = predict_spans(
-        [r["text"] for r in dev], tokenizer, torch_logits_fn(Tagger(model, task)), labels, max_len
-    )
-    metrics = score(dev, preds, labels)
-    return {"headline": headline(task, metrics), "metrics": metrics}

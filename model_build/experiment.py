@@ -167,14 +167,16 @@ def _finetune_run(job: dict) -> dict:
             ft_cfg,
             n_examples=job["n"],
             device=device,
+            noun_final=job["noun_final"],
         )
         # Kept so a reader can tell an undertrained run (best at the last epoch) from a converged one.
         finetuned = {
             k: summary[k] for k in ("steps", "history", "best_selection_score", "selection_examples")
         }
     preds, _ = predict_spans(
-        [r["text"] for r in dev], tokenizer, torch_logits_fn(Tagger(model, task)), labels, ft_cfg.seq_len
-    )
+        [r["text"] for r in dev], tokenizer, torch_logits_fn(Tagger(model, task)), labels, ft_cfg.seq_len,
+        noun_final=job["noun_final"],
+    )  # fmt: skip
     result = {k: job[k] for k in ("task", "dataset", "arm", "config", "n", "seed", "pretrain_seed")}
     result.update(
         **scored(task, dev, preds),
@@ -305,14 +307,17 @@ def finetune_jobs(
                             max_steps=exp.finetune_max_steps or cfg.finetune.max_steps,
                         )  # fmt: skip
                         key = f"{Path(dev).stem}-{config_name}-{arm}-p{pseed}-n{n}-s{seed}"
+                        noun_final = task in cfg.noun_final_tasks
                         jobs.append({
                             "task": task, "dataset": Path(dev).stem, "arm": arm, "pretrain_recipe": recipe,
                             "config": config_name, "n": n, "seed": seed, "pretrain_seed": pseed,
                             "train": train, "dev": dev, "data_dir": str(data_dir),
                             "checkpoint": str(Path(summary["out_dir"]) / "final.pt"), "tokenizer": str(tokenizer),
                             "finetune_cfg": ft_cfg, "eval_max_examples": exp.eval_max_examples,
-                            "out": str(runs_dir / f"{key}.json"),
-                            "fingerprint": fingerprint(summary["run_id"], ft_cfg, train, dev, exp.eval_max_examples, code),
+                            "noun_final": noun_final, "out": str(runs_dir / f"{key}.json"),
+                            "fingerprint": fingerprint(
+                                summary["run_id"], ft_cfg, train, dev, exp.eval_max_examples, noun_final, code
+                            ),
                             "threads": _threads(exp.workers),
                         })  # fmt: skip
     # N=200 first (the targets), with and without features, then zero-shot, N=50, N=1000.

@@ -34,7 +34,7 @@ from model_build.evaluate import LogitsFn, headline, predict_spans, score, torch
 from model_build.model import TASK_LABELS, Encoder, Tagger
 from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION, encode_texts, pad_batch, window
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OUTPUT_NAMES = ["logits"]
 
 
@@ -163,9 +163,11 @@ def export_artifact(
     version: str,
     manifest_extra: dict,
     label_names: Sequence[str] | None = None,
+    noun_final: bool = False,
 ) -> Path:
     """Write `artifacts_dir/<task>/<version>/` completely, or not at all. `label_names`: a user
-    task's head order (a built-in task's by default)."""
+    task's head order (a built-in task's by default). `noun_final`: the task's spans end on a noun
+    (`textfeatures.decode`): dev is scored so, and the manifest's `decoding` tells the service."""
     label_names = list(label_names or TASK_LABELS[task])
     final_dir = artifacts_dir / task / version
     tmp_dir = artifacts_dir / task / f".tmp-{version}"
@@ -194,7 +196,7 @@ def export_artifact(
             "activations": "dynamic uint8",
         }
         evaluation = evaluate_onnx_pair(
-            fp32, int8, tokenizer, dev_records, task, label_names, encoder.cfg.max_positions
+            fp32, int8, tokenizer, dev_records, task, label_names, encoder.cfg.max_positions, noun_final
         )
         drop = evaluation.get("int8", {}).get("f1_drop")
         if drop is not None and drop > cfg.max_int8_f1_drop:
@@ -217,6 +219,7 @@ def export_artifact(
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "model": {**manifest_extra.pop("model"), "pad_token_id": 0, "num_labels": len(label_names)},
             "features": features_manifest(encoder),
+            "decoding": {"noun_final": noun_final},
             **manifest_extra,
             "evaluation": evaluation,
             "export": {
@@ -248,6 +251,7 @@ def evaluate_onnx_pair(
     task: str,
     label_names: Sequence[str],
     max_len: int,
+    noun_final: bool = False,
 ) -> dict:
     """Dev scores of both graphs, the int8 F1 drop and the token-level argmax agreement."""
     if not records:
@@ -257,7 +261,7 @@ def evaluate_onnx_pair(
     argmax: dict[str, list[np.ndarray]] = {}
     for name, path in (("fp32", fp32), ("int8", int8)):
         preds, argmax[name] = predict_spans(
-            texts, tokenizer, ort_logits_fn(ort_session(path)), label_names, max_len
+            texts, tokenizer, ort_logits_fn(ort_session(path)), label_names, max_len, noun_final=noun_final
         )
         metrics = score(records, preds, label_names)
         out[name] = {"f1": round(headline(task, metrics), 2), "metrics": metrics}

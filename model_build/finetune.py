@@ -101,8 +101,9 @@ MIN_CALIBRATION_EXAMPLES = 20
 
 
 def calibrate_head(
-    tagger: Tagger, label_names: Sequence[str], selection: list[dict], tokenizer: Tokenizer, seq_len: int
-) -> tuple[dict[str, float], float]:
+    tagger: Tagger, label_names: Sequence[str], selection: list[dict], tokenizer: Tokenizer, seq_len: int,
+    noun_final: bool = False,
+) -> tuple[dict[str, float], float]:  # fmt: skip
     """Offsets {label: logit offset} for the non-O labels, written into the head's bias; returns
     them with the selection score they reach. The model runs once; each candidate only decodes."""
     task = tagger.task
@@ -120,7 +121,9 @@ def calibrate_head(
         return logits
 
     def score_with(offsets: np.ndarray) -> float:
-        preds, _ = predict_spans(texts, tokenizer, logits_with(offsets), label_names, seq_len)
+        preds, _ = predict_spans(
+            texts, tokenizer, logits_with(offsets), label_names, seq_len, noun_final=noun_final
+        )
         return selection_score(task, selection, preds, label_names)
 
     best = np.zeros(len(label_names), dtype=np.float32)
@@ -151,10 +154,13 @@ def finetune(
     out_dir: Path | None = None,
     device: torch.device | None = None,
     label_names: Sequence[str] | None = None,
+    noun_final: bool = False,
 ) -> tuple[Encoder, dict]:
     """Finetune a copy of `encoder` on `n_examples` (default cfg.max_examples) drawn by seed, on
     `device` (default: the CPU; the experiment passes a GPU where it has one). `label_names`: the
-    head order of a user task's head (model_build.usertask); a built-in task's by default."""
+    head order of a user task's head (model_build.usertask); a built-in task's by default.
+    `noun_final`: the task's spans are decoded to end on a noun (`textfeatures.decode`), and so
+    selection and calibration score them that way."""
     n = cfg.max_examples if n_examples is None else n_examples
     examples = sample_examples(train_records, n, cfg.seed)
     train, selection = split_selection(examples, cfg.selection_fraction, cfg.seed)
@@ -208,8 +214,9 @@ def finetune(
         # Model selection on the held-out slice of the N examples, never on dev.
         if selection:
             preds, _ = predict_spans(
-                [r["text"] for r in selection], tokenizer, torch_logits_fn(tagger), label_names, cfg.seq_len
-            )
+                [r["text"] for r in selection], tokenizer, torch_logits_fn(tagger), label_names, cfg.seq_len,
+                noun_final=noun_final,
+            )  # fmt: skip
             sel = selection_score(task, selection, preds, label_names)
         else:
             sel = float(epoch)  # nothing held out: keep the last epoch
@@ -226,10 +233,13 @@ def finetune(
     offsets: dict[str, float] = {}
     calibrated: float | None = None
     if len(selection) >= MIN_CALIBRATION_EXAMPLES:
-        offsets, calibrated = calibrate_head(tagger, label_names, selection, tokenizer, cfg.seq_len)
+        offsets, calibrated = calibrate_head(
+            tagger, label_names, selection, tokenizer, cfg.seq_len, noun_final
+        )
     summary = {
         "task": task,
         "recipe": recipe,
+        "noun_final": noun_final,
         "examples": len(examples),
         "train_examples": len(train),
         "selection_examples": len(selection),

@@ -203,11 +203,13 @@ class Stages:
         out_dir = self.work_dir / f"finetune-{task}-{recipe}"
         out_dir.mkdir(exist_ok=True)
         train = self.labelled(task, 0)
+        noun_final = task in self.cfg.noun_final_tasks
         fp = fingerprint(
             pretrain_fp,
             ft_cfg,
             self.train_files(task),
             len(train),
+            noun_final,
             code_version("model_build.finetune", "model_build.evaluate", "model_build.data", "textfeatures"),
         )
         marker, model_path = out_dir / "done.json", out_dir / "model.pt"
@@ -218,7 +220,13 @@ class Stages:
             encoder, _ = load_encoder(checkpoint)
             if train:
                 model, summary = finetune(
-                    encoder, recipe, task, train, load_tokenizer(tokenizer_path), ft_cfg
+                    encoder,
+                    recipe,
+                    task,
+                    train,
+                    load_tokenizer(tokenizer_path),
+                    ft_cfg,
+                    noun_final=noun_final,
                 )
                 summary["dataset"] = "+".join(self.train_files(task))
                 summary["zero_shot"] = False
@@ -276,8 +284,9 @@ def build(
         version = version_name(cfg.name, export_fp)
         extra = manifest_extra(cfg, model, recipe, pre_summary, corpus_stats, ft_summary, export_fp, data_dir)
         published[task] = export_artifact(
-            model, task, text.tokenizer_path, dev, cfg.export, artifacts_dir, version, extra
-        )
+            model, task, text.tokenizer_path, dev, cfg.export, artifacts_dir, version, extra,
+            noun_final=task in cfg.noun_final_tasks,
+        )  # fmt: skip
         stages._timed(f"export-{task}", t0)
     total = time.perf_counter() - t_start
     report = {

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION
 from textfeatures.tasks import SPAN_LABEL, TASK_NAME
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MANIFEST = "manifest.json"
 BUILTIN_TASKS = ("concepts", "acronyms")  # always served, with their own routes /tag and /acronyms
 BUILTIN_LABELS: dict[str, list[str]] = {
@@ -47,6 +47,7 @@ class Artifact:
     max_positions: int
     pad_token_id: int
     reads_features: bool  # the graph takes the `features` input (textfeatures.features)
+    noun_final: bool = False  # spans decoded to end on a noun (manifest `decoding`; textfeatures.decode)
 
 
 def sha256_file(path: Path) -> str:
@@ -178,6 +179,7 @@ def load_artifact(
             f"{manifest_path}: model.num_labels={num_labels} but labels.json has {len(labels)}"
         )
     reads_features = _check_features(manifest_path, manifest.get("features"))
+    noun_final = _read_decoding(manifest_path, manifest.get("decoding"))
     return Artifact(
         task=task,
         version=str(manifest.get("version", directory.name)),
@@ -189,6 +191,7 @@ def load_artifact(
         max_positions=max_positions,
         pad_token_id=int(model.get("pad_token_id", 0)),
         reads_features=reads_features,
+        noun_final=noun_final,
     )
 
 
@@ -205,6 +208,16 @@ def _check_features(manifest_path: Path, features: object) -> bool:
             f"{list(FEATURE_NAMES)}: serve it with the aligntag release that built it, or rebuild it"
         )
     return True
+
+
+def _read_decoding(manifest_path: Path, decoding: object) -> bool:
+    """`noun_final` of the manifest's `decoding`: how the build decoded when it scored the model;
+    a setting this service does not know is refused, so that it never decodes otherwise."""
+    if not isinstance(decoding, dict) or set(decoding) != {"noun_final"}:
+        raise ArtifactError(f"{manifest_path}: 'decoding' must be an object with exactly 'noun_final'")
+    if not isinstance(decoding["noun_final"], bool):
+        raise ArtifactError(f"{manifest_path}: decoding.noun_final must be true or false")
+    return decoding["noun_final"]
 
 
 def span_labels(labels: list[str]) -> list[str]:

@@ -21,6 +21,7 @@ from service.metrics import Metrics
 from service.runtime import OnnxRuntime, Runtime, warm_up
 from service.settings import Settings
 from service.tagging import Span, plan_windows, tag_text
+from textfeatures import wordnet
 from textfeatures.features import TextInputs, Window, encode_texts, window
 
 log = logging.getLogger("aligntag.models")
@@ -102,6 +103,8 @@ def load_model(task: str, settings: Settings, factory: RuntimeFactory) -> Model:
         except ValueError as e:
             raise ArtifactError(f"{artifact.directory / 'manifest.json'}: {e}") from e
         runtime = factory(artifact, settings)
+        if artifact.noun_final:
+            wordnet.preload()
         try:
             warm_up(runtime, artifact.max_positions, len(artifact.labels), artifact.pad_token_id)
         except Exception as e:  # any failure of the graph on a plain input means: do not serve it
@@ -220,5 +223,7 @@ def decode(
     for e, ranges in zip(encoded, plans, strict=True):
         window_probs = probs[position : position + len(ranges)]
         position += len(ranges)
-        spans.append(tag_text(e, ranges, window_probs, artifact.labels, min_score, structured))
+        spans.append(
+            tag_text(e, ranges, window_probs, artifact.labels, min_score, structured, artifact.noun_final)
+        )
     return spans

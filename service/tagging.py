@@ -137,8 +137,10 @@ def merge_windows(
 
 def tag_text(
     inputs: TextInputs, ranges: Sequence[tuple[int, int]], window_probs: Sequence[np.ndarray],
-    label_names: Sequence[str], min_score: float, structured: bool = True,
+    label_names: Sequence[str], min_score: float, structured: bool = True, noun_final: bool = False,
 ) -> list[Span]:  # fmt: skip
     probs = merge_windows(len(inputs.ids), ranges, window_probs)
-    spans = decode_spans(probs, inputs.word_of_token, inputs.words, label_names, inputs.text, structured)
+    spans = decode_spans(
+        probs, inputs.word_of_token, inputs.words, label_names, inputs.text, structured, noun_final
+    )
     return [Span(start, end, label, score) for start, end, label, score in spans if score >= min_score]

@@ -24,6 +24,8 @@ def test_tiny_artifacts_load(tiny_artifacts_dir: Path) -> None:
         assert artifact.task == task and len(artifact.labels) == n_labels
         assert artifact.onnx_path.name == artifact.manifest["serve"]["onnx_file"]
         assert artifact.max_positions == artifact.manifest["model"]["max_positions"]
+        # Concept spans end on a noun (docs/contracts.md section 2); acronym spans as tagged.
+        assert artifact.noun_final is (task == "concepts")
 
 
 def test_checksum_mismatch_names_the_file(artifacts_copy: Path) -> None:
@@ -44,9 +46,19 @@ def test_missing_file_names_the_file(artifacts_copy: Path) -> None:
 def test_unknown_schema_version(artifacts_copy: Path) -> None:
     manifest_path = version_dir(artifacts_copy, "concepts") / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["schema_version"] = 3
+    manifest["schema_version"] = 4
     manifest_path.write_text(json.dumps(manifest))
-    assert error_of(artifacts_copy) == f"{manifest_path}: unknown schema_version 3 (this service reads 2)"
+    assert error_of(artifacts_copy) == f"{manifest_path}: unknown schema_version 4 (this service reads 3)"
+
+
+@pytest.mark.parametrize("decoding", [None, {"noun_final": "yes"}, {"noun_final": True, "stemming": True}])
+def test_decoding_the_service_does_not_know_is_refused(artifacts_copy: Path, decoding: object) -> None:
+    manifest_path = version_dir(artifacts_copy, "concepts") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["decoding"] = decoding
+    manifest_path.write_text(json.dumps(manifest))
+    assert error_of(artifacts_copy).startswith(f"{manifest_path}: ")
+    assert "decoding" in error_of(artifacts_copy)
 
 
 def test_unreadable_manifest(artifacts_copy: Path) -> None:

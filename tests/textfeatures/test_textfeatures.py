@@ -13,6 +13,7 @@ from tokenizers import Tokenizer
 
 from model_build.streams import tokenize_corpus
 from model_build.tokenizer import train_tokenizer
+from textfeatures import wordnet
 from textfeatures.decode import allowed_transitions, decode_spans, is_well_formed, viterbi
 from textfeatures.features import (
     FEATURE_NAMES,
@@ -285,3 +286,66 @@ def test_argmax_decoding_starts_a_span_at_an_orphan_continuation() -> None:
     structured = decode_spans(probs, [0, 1, 2], words, CONCEPT_LABELS, text)
     assert [text[s:e] for s, e, *_ in argmax] == ["series data"]
     assert [text[s:e] for s, e, *_ in structured] == ["time series data"]
+
+
+@pytest.mark.parametrize(
+    ("text", "tags", "expected"),
+    [
+        ("The plaintiff filed a motion", "OBIOO", ["plaintiff"]),  # `filed`: a verb only
+        ("We knocked out", "OBO", []),  # nothing left: no span
+        ("patients received inhibitors", "BII", ["patients received inhibitors"]),  # ends on a noun
+        ("patients received , scalable", "BIII", ["patients"]),  # trimmed again after the cut
+        ("the BRCA1 knockout", "OBI", ["BRCA1 knockout"]),
+        ("methods of", "BI", ["methods of"]),  # `of`: not in WordNet, so it stays
+        ("a well-known", "OB", []),  # a hyphenated adjective WordNet knows
+    ],
+)
+def test_noun_final_spans_lose_end_words_wordnet_knows_only_otherwise(
+    text: str, tags: str, expected: list[str]
+) -> None:
+    probs, words = concept_labels_of(text, tags)
+    spans = decode_spans(probs, list(range(len(words))), words, CONCEPT_LABELS, text, noun_final=True)
+    assert [text[s:e] for s, e, *_ in spans] == expected
+
+
+def test_without_noun_final_spans_keep_their_end_words() -> None:
+    """Acronyms and user tasks (`noun_final` off) get the spans as tagged."""
+    text = "The plaintiff filed a motion"
+    probs, words = concept_labels_of(text, "OBIOO")
+    spans = decode_spans(probs, list(range(len(words))), words, CONCEPT_LABELS, text)
+    assert [text[s:e] for s, e, *_ in spans] == ["plaintiff filed"]
+
+
+@pytest.mark.parametrize(
+    ("word", "parts"),
+    [
+        ("knocked", {"verb"}),  # regular inflection: WordNet's detachment rules
+        ("filed", {"verb"}),  # what word endings cannot tell from "field"
+        ("field", {"noun", "verb"}),
+        ("patients", {"noun"}),
+        ("went", {"verb"}),  # irregular: the exception lists
+        ("mice", {"noun"}),
+        ("quickly", {"adverb"}),
+        ("segmentation", {"noun"}),
+        ("brca1", set()),  # not in WordNet
+    ],
+)
+def test_pos_mask_is_what_wordnet_allows(word: str, parts: set[str]) -> None:
+    bits = {
+        "noun": wordnet.NOUN,
+        "verb": wordnet.VERB,
+        "adjective": wordnet.ADJECTIVE,
+        "adverb": wordnet.ADVERB,
+    }
+    assert wordnet.pos_mask(word) == sum(bits[p] for p in parts)
+
+
+def test_shipped_lexicon_is_what_wordnet_base_gives() -> None:
+    """The lexicon in the package is regenerated, byte for byte, from Debian's wordnet-base by
+    `python -m textfeatures.wordnet`: nobody edits it by hand."""
+    source = Path("/usr/share/wordnet")
+    if not (source / "index.noun").is_file():
+        pytest.fail(
+            "WordNet is not installed: apt-get install wordnet-base (make debian-deps; CI installs it)"
+        )
+    assert wordnet.LEXICON.read_bytes() == wordnet.lexicon_bytes(source)
