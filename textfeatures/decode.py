@@ -112,7 +112,8 @@ def _trim_punctuation(text: str, words: Sequence[Word], first: int, last: int) -
     return first, last
 
 
-_BRACKETS = {"(": ")", "[": "]", "{": "}"}
+# The brackets a span must pair (`<`, quotes and guillemets are left to `_trim_punctuation`).
+_BRACKETS = {open_: _CLOSER[open_] for open_ in "([{"}
 
 
 def _balanced_pieces(text: str, words: Sequence[Word], first: int, last: int) -> list[tuple[int, int]]:
