@@ -20,7 +20,6 @@ exactly what the service answers.
   the 15,746 gold concept spans of the training files hold an unpaired bracket (`quantum
   chromodynamics (QCD`), against 115 with a paired one (`polyethylene naphthalate (PEN)
   substrates`, kept whole).
-
 - `noun_final=True` (a task whose manifest asks for it: the built-in concepts): a span loses
   the words at its end that WordNet knows, but not as a noun (`plaintiff filed` -> `plaintiff`,
   `knocked` and `scalable` -> no span; `textfeatures.wordnet`); words WordNet does not know

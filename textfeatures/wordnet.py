@@ -76,7 +76,7 @@ def lexicon_lines(wordnet_dir: Path) -> list[str]:
             if line.startswith(" "):  # the licence header
                 continue
             lemma = line.split(" ", 1)[0]
-            if "_" not in lemma:  # one-word lemmas: the feature is per word
+            if "_" not in lemma:  # one-word lemmas: decoding looks up one word at a time
                 lemmas[lemma] = lemmas.get(lemma, 0) | bit
     irregular: dict[str, int] = {}
     for name, bit in _FILES:

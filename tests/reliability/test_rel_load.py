@@ -2,9 +2,10 @@
 (`bench.loadgen`) in a separate process.
 
 Overload: measure saturation (closed loop, 16 connections: no more than admission's default
-`ALIGNTAG_MAX_IN_FLIGHT`, so the closed loop measures throughput, not refusals), then offer 3x that rate as Poisson
-arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the service's queue at
-`ALIGNTAG_MAX_QUEUE=64` and admission at its default (`ALIGNTAG_MAX_IN_FLIGHT=16`). Checks:
+`ALIGNTAG_MAX_IN_FLIGHT`, so the closed loop measures throughput, not refusals), then offer 3x
+that rate as Poisson arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the
+service's queue at `ALIGNTAG_MAX_QUEUE=64` and admission at its default
+(`ALIGNTAG_MAX_IN_FLIGHT=16`). Checks:
 - every answer is 200 or 503 `overloaded` with `Retry-After` (no other status, no dropped
   connection), and there are refusals;
 - refusals come before the work: their median is under a third of the accepted requests' median
