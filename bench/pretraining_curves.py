@@ -1,6 +1,7 @@
-"""Held-out pretraining loss against training minutes, the default's sizing beside the former one.
+"""Held-out pretraining loss against training minutes: the default's sizing beside the former one
+and beside 3.3x the default's pretraining (`small-long`).
 
-    python -m bench.pretraining_curves [--configs small small-no-budget-sizing] [--out reports/quality]
+    python -m bench.pretraining_curves [--configs small small-no-budget-sizing small-long] [--out reports/quality]
 
 Reads the pretraining of each config's build (`python -m model_build build --config <config>
 --artifacts-dir build/artifacts-<config>` first, so that an ablation never lands among the served
@@ -89,9 +90,9 @@ def write(results: list[dict], out: Path) -> None:
     lines = [
         "# Pretraining: held-out loss against minutes",
         "",
-        "Regenerate: `python -m bench.pretraining_curves` (after `make build-model` and `python -m",
-        "model_build build --config small-no-budget-sizing --artifacts-dir",
-        "build/artifacts-small-no-budget-sizing`). Held-out = the corpus's valid split (documents",
+        "Regenerate: `python -m bench.pretraining_curves` (after `make build-model` and, for each of",
+        "`small-no-budget-sizing` and `small-long`, `python -m model_build build --config <config>",
+        "--artifacts-dir build/artifacts-<config>`). Held-out = the corpus's valid split (documents",
         "never trained on), 8 batches of 32 x 128 tokens every `valid_every` steps; minutes count the",
         "training steps only. Loss per character = masked-LM nats per masked token / mean characters",
         "per token of the held-out stream, so tokenizers of different vocabularies compare; `unigram`",
@@ -127,7 +128,7 @@ def write(results: list[dict], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["small", "small-no-budget-sizing"])
+    parser.add_argument("--configs", nargs="+", default=["small", "small-no-budget-sizing", "small-long"])
     parser.add_argument("--out", type=Path, default=Path("reports/quality"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

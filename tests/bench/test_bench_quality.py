@@ -63,3 +63,32 @@ def test_user_sentences_report_from_a_real_service(tiny_artifacts_dir: Path, tmp
     # The matcher misses `PPO for ...` (no separator it knows) and pairs nothing wrongly.
     assert report["totals"]["rule"] == {"right": expected - 1, "wrong": 0, "missed": 1}
     assert "| rule | " in (tmp_path / "report.md").read_text()
+
+
+def test_the_difference_from_the_rule_is_paired_and_has_an_interval(labelled_data_dir: Path) -> None:
+    """`bench.quality_report.rule_difference_rows` on real dev documents: the rule's own answer
+    differs from the rule by exactly 0; the gold answer beats it, with an interval above 0 that
+    holds the point; and a model worse than the rule gets a negative difference."""
+    from bench.quality_report import rule_difference_rows
+    from model_build.data import read_span_file
+    from textfeatures.rules import rule_spans
+
+    records = read_span_file(labelled_data_dir / "acronyms" / "sdu21-dev.jsonl")[:200]
+
+    def difference(preds: list[list]) -> tuple[float, float, float]:
+        rows = rule_difference_rows("acronyms", "sdu21-dev", "v", records, preds)
+        assert [r["metric"] for r in rows] == [
+            "sdu-macro-f1-minus-rule-matcher+caps",
+            "sdu-macro-f1-minus-rule-matcher+caps-ci95-low",
+            "sdu-macro-f1-minus-rule-matcher+caps-ci95-high",
+        ]
+        point, low, high = (r["value"] for r in rows)
+        return point, low, high
+
+    assert difference([rule_spans("rule-matcher+caps", r["text"]) for r in records]) == (0.0, 0.0, 0.0)
+    point, low, high = difference([[tuple(s) for s in r["spans"]] for r in records])
+    assert 0 < low <= point <= high
+    short_forms_only = [
+        [s for s in rule_spans("rule-matcher+caps", r["text"]) if s[2] == "short"] for r in records
+    ]
+    assert difference(short_forms_only)[0] < 0
