@@ -7,11 +7,12 @@ paired where the text *defines* it, i.e. where the two spans are adjacent around
     SF (long form)        CNL (controlled natural language)
     SF = long form        CI = confidence interval   (the matcher's DEFINITION_SEPARATOR)
 
-(whitespace inside the parentheses is allowed: `language ( CNL )` from pre-tokenized text), and
-the letters agree, Schwartz & Hearst (2003) style: the first letter of the short form is the first
-letter of the long form, and every letter or digit of the short form occurs, in order, in the long
-form, each at or after the previous one (a Greek letter as the first letter of its name). A
-trailing plural `s` (`CNNs`) may match anywhere.
+(whitespace inside the parentheses is allowed: `language ( CNL )` from pre-tokenized text). Around
+a parenthesis the letters must agree, Schwartz & Hearst (2003) style: the first letter of the short
+form is the first letter of the long form, and every letter or digit of the short form occurs, in
+order, in the long form, each at or after the previous one (a Greek letter as the first letter of
+its name); a trailing plural `s` (`CNNs`) may match anywhere. A separator needs no letter test
+(`NNS = plural noun`).
 
 Once a short form is defined, every use of the same short form in the text (before or after the
 definition) gets that long form; with several definitions of one short form, a use takes the
@@ -90,12 +91,11 @@ def find_definitions(text: str, shorts: list[Span], longs: list[Span]) -> list[t
             if long in used_longs:
                 continue
             long_text = text[long.start : long.end]
-            adjacent = (
-                _defines(text, long, short)
-                or _defines(text, short, long)
-                or _defines_after(text, short, long)
-            )
-            if adjacent and letters_match(short_text, long_text):
+            parenthesised = _defines(text, long, short) or _defines(text, short, long)
+            # A separator is itself a definition, so it needs no letter test: glossaries of tags
+            # (`NNS = plural noun`) define short forms whose letters are not the long form's.
+            # Parentheses also hold citations and asides, so there the letters must agree.
+            if (parenthesised and letters_match(short_text, long_text)) or _defines_after(text, short, long):
                 pairs.append((short, long))
                 used_longs.add(long)
                 break

@@ -103,6 +103,21 @@ def test_definition_separator_pairs_a_short_form_written_first() -> None:
     ]
 
 
+def test_a_separator_needs_no_letter_test_but_a_parenthesis_does() -> None:
+    """A tag glossary defines with `=`: `NNS = plural noun` pairs although its letters do not
+    agree; the same spans around a parenthesis do not (`plural noun (NNS)`: an aside, maybe)."""
+    text = "NN = singular noun; NNS = plural noun."
+    spans = [
+        span(text, "NN", "short"),
+        span(text, "singular noun", "long"),
+        span(text, "NNS", "short"),
+        span(text, "plural noun", "long"),
+    ]
+    assert pairs(text, spans) == [("NN", "singular noun"), ("NNS", "plural noun")]
+    text = "a plural noun (NNS) here"
+    assert pairs(text, [span(text, "plural noun", "long"), span(text, "NNS", "short")]) == [("NNS", None)]
+
+
 def test_a_long_form_written_before_its_short_form_needs_a_parenthesis() -> None:
     text = "confidence interval = CI"  # the separator joins only `SF = long form`
     spans = [span(text, "confidence interval", "long"), span(text, "CI", "short")]
