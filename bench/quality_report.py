@@ -54,17 +54,18 @@ def metric_rows(task: str, dataset: str, variant: str, records: list[dict], pred
 
 
 def rule_difference_rows(
-    task: str, dataset: str, variant: str, records: list[dict], preds: list[list], prefix: str = ""
+    task: str, dataset: str, variant: str, records: list[dict], preds: list[list], rule_preds: list[list],
+    prefix: str = "",
 ) -> list[dict]:  # fmt: skip
-    """The headline of `preds` minus that of the task's compared rule on the same documents, with
-    a 95% interval from resampling the documents (the same draw for both: a paired difference)."""
+    """The headline of `preds` minus that of `rule_preds`, the answers of the task's compared rule
+    on the same documents, with a 95% interval from resampling the documents (the same draw for
+    both: a paired difference)."""
     import numpy as np
 
     from model_build.experiment import scored
     from model_build.experiment_report import bootstrap
 
     rule = RULE_COMPARED[task]
-    rule_preds = [rule_spans(rule, r["text"]) for r in records]
     stacks = [np.asarray([scored(task, records, p)["counts"]], dtype=np.float64) for p in (preds, rule_preds)]
     *_, (point, low, high) = bootstrap(task, stacks, BOOTSTRAP_ROUNDS)
     name = f"{prefix}{HEADLINE[task]}-minus-{rule}"
@@ -88,13 +89,16 @@ def served_rows(port: int, variant: str) -> list[dict]:
     rows: list[dict] = []
     for task, route, dataset, records in dev_sets():
         answers = served_answers(port, task, route, [r["text"] for r in records])
+        rule_preds = [rule_spans(RULE_COMPARED[task], r["text"]) for r in records]
         rows += metric_rows(task, dataset, variant, records, [a["all spans"] for a in answers])
-        rows += rule_difference_rows(task, dataset, variant, records, [a["all spans"] for a in answers])
+        rows += rule_difference_rows(
+            task, dataset, variant, records, [a["all spans"] for a in answers], rule_preds
+        )
         if task == "acronyms":
             listed = [a["acronyms list"] for a in answers]
             for row in metric_rows(task, dataset, variant, records, listed):
                 rows.append({**row, "metric": "list-" + row["metric"]})
-            rows += rule_difference_rows(task, dataset, variant, records, listed, prefix="list-")
+            rows += rule_difference_rows(task, dataset, variant, records, listed, rule_preds, prefix="list-")
             gold_long = [{(s, e) for s, e, label in r["spans"] if label == "long"} for r in records]
             unpaired = [[(s, e) for s, e, *_ in a["unpaired long forms"]] for a in answers]
             n = sum(len(u) for u in unpaired)
