@@ -137,14 +137,19 @@ class Encoder(nn.Module):
         labels: dict[str, torch.Tensor] | None = None,
         loss_weights: dict[str, float] | None = None,
         label_smoothing: float = 0.0,
+        return_hidden: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """Logits of every tagging head, and `loss` summed over the objectives given labels.
+        """Logits of every tagging head, and `loss` summed over the objectives given labels;
+        with `return_hidden`, the final hidden states too (`hidden`: replaced-token detection
+        puts its own head on them).
 
         The MLM head runs only on the masked positions: projecting every position onto the
         vocabulary would cost more than the encoder itself.
         """
         hidden = self.encode(input_ids, attention_mask, features)
         out: dict[str, torch.Tensor] = {task: head(hidden) for task, head in self.heads.items()}
+        if return_hidden:
+            out["hidden"] = hidden
         losses: dict[str, torch.Tensor] = {}
         if mlm_labels is not None:
             masked = mlm_labels != IGNORE

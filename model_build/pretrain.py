@@ -1,7 +1,9 @@
 """Pretraining: masked-LM alone (`mlm`) or MLM plus the aligned tagging objectives (`aligned`).
 
 Both recipes see the same token stream, steps, batch and sequence length (equal compute); the
-only difference is whether the weak concept/acronym labels contribute to the loss. Batches are
+only difference is whether the weak concept/acronym labels contribute to the loss. The masked
+tokens train the encoder by masked-LM, or (`token_objective` "rtd") by replaced-token detection
+(model_build/rtd.py). Batches are
 drawn from a seeded generator keyed by step, and the checkpoint holds model, optimizer and step,
 so a resumed run continues exactly where an uninterrupted one would be. Runs under `torchrun`
 (DistributedDataParallel; gloo on CPU, NCCL on GPU) with bf16 autocast on GPU.
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 from tqdm import tqdm
 
 from model_build.atomic import write_text_atomically
@@ -25,6 +28,7 @@ from model_build.checkpoint import save_checkpoint
 from model_build.codeversion import code_version
 from model_build.config import PretrainConfig, as_dict, fingerprint
 from model_build.model import IGNORE, Encoder, ModelConfig, set_dropout
+from model_build.rtd import ReplacedTokenDetection
 from model_build.schedule import lr_at
 from model_build.tokenizer import MASK, SPECIAL_TOKENS
 from textfeatures.features import ACRONYM_RULE_COLUMN, ACRONYM_RULE_HIDDEN
@@ -80,6 +84,40 @@ def task_labels(batch: dict[str, torch.Tensor], recipe: str) -> dict[str, torch.
     raise ValueError(f"unknown pretraining recipe {recipe!r}; use 'aligned' or 'mlm'")
 
 
+class Pretrainer(nn.Module):
+    """What pretraining trains: the encoder and, for replaced-token detection, its generator and
+    detection head (one module, so that DistributedDataParallel synchronises all of them)."""
+
+    def __init__(self, encoder: Encoder, cfg: PretrainConfig) -> None:
+        super().__init__()
+        if cfg.token_objective not in ("mlm", "rtd"):
+            raise ValueError(f"unknown token objective {cfg.token_objective!r}; use 'mlm' or 'rtd'")
+        self.encoder = encoder
+        self.rtd = (
+            ReplacedTokenDetection(encoder.cfg, cfg.generator_width) if cfg.token_objective == "rtd" else None
+        )
+        self.weights = {
+            "mlm": 1.0,
+            "concepts": cfg.concept_weight,
+            "acronyms": cfg.acronym_weight,
+            "rtd": cfg.rtd_weight,
+        }
+        self.label_smoothing = cfg.label_smoothing
+
+    def forward(self, batch: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.rtd is not None:
+            return self.rtd(self.encoder, batch, labels, self.weights, self.label_smoothing)
+        return self.encoder(
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["features"],
+            batch["mlm_labels"],
+            labels,
+            loss_weights=self.weights,
+            label_smoothing=self.label_smoothing,
+        )
+
+
 def pretrain_run_id(model_cfg: ModelConfig, cfg: PretrainConfig, data_fp: str, stream_tokens: int) -> str:
     """What a pretraining run is: its settings, its data and the code that trains it."""
     return fingerprint(
@@ -87,7 +125,7 @@ def pretrain_run_id(model_cfg: ModelConfig, cfg: PretrainConfig, data_fp: str, s
         cfg,
         data_fp,
         stream_tokens,
-        code_version("model_build.pretrain", "model_build.model", "model_build.schedule"),
+        code_version("model_build.pretrain", "model_build.model", "model_build.rtd", "model_build.schedule"),
     )
 
 
@@ -119,10 +157,11 @@ def pretrain(
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if distributed else 0
     torch.manual_seed(cfg.seed)
-    model = Encoder(model_cfg).to(device)
+    model = Encoder(model_cfg)
+    trainer = Pretrainer(model, cfg).to(device)
     set_dropout(model, cfg.dropout)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    decay = [p for n, p in trainer.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in trainer.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -134,17 +173,18 @@ def pretrain(
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt.get("run_id") == run_id:
             model.load_state_dict(ckpt["state_dict"])
+            if trainer.rtd is not None:
+                trainer.rtd.load_state_dict(ckpt["rtd_state_dict"])
             optimizer.load_state_dict(ckpt["optimizer"])
             start_step, history = ckpt["step"], ckpt["history"]
             curve, train_seconds = ckpt.get("valid_curve", []), ckpt.get("train_seconds", 0.0)
     if cfg.recipe == "mlm":  # MLM never trains the tagging heads; frozen, DDP skips them too
         model.heads.requires_grad_(False)
-    train_model: torch.nn.Module = model
+    train_model: torch.nn.Module = trainer
     if distributed:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            trainer, device_ids=[device.index] if device.type == "cuda" else None
         )
-    weights = {"mlm": 1.0, "concepts": cfg.concept_weight, "acronyms": cfg.acronym_weight}
     end_step = cfg.steps if stop_after is None else min(cfg.steps, start_step + stop_after)
     bar = tqdm(
         range(start_step, end_step),
@@ -155,7 +195,7 @@ def pretrain(
         total=cfg.steps,
     )
     t0, tokens = time.perf_counter(), 0
-    model.train()
+    trainer.train()
     for step in bar:
         step_t0 = time.perf_counter()
         for group in optimizer.param_groups:
@@ -166,18 +206,10 @@ def pretrain(
         }
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout identical on resume
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = train_model(
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["features"],
-                batch["mlm_labels"],
-                task_labels(batch, cfg.recipe),
-                loss_weights=weights,
-                label_smoothing=cfg.label_smoothing,
-            )
+            out = train_model(batch, task_labels(batch, cfg.recipe))
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(trainer.parameters(), cfg.grad_clip)
         optimizer.step()
         train_seconds += time.perf_counter() - step_t0
         tokens += batch["input_ids"].numel()
@@ -193,7 +225,7 @@ def pretrain(
         if rank == 0 and cfg.valid_every and (step + 1) % cfg.valid_every == 0:
             # Outside the timed step, and on its own random streams: the curve costs no training
             # time and leaves the trained model exactly as without it.
-            losses = validation_losses(model, cfg, valid_stream, device)
+            losses = validation_losses(trainer, cfg, valid_stream, device)
             curve.append({"step": step + 1, "train_seconds": round(train_seconds, 3), **losses})
         if rank == 0 and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end_step):
             save_checkpoint(
@@ -205,6 +237,7 @@ def pretrain(
                 valid_curve=curve,
                 train_seconds=train_seconds,
                 run_id=run_id,
+                **({} if trainer.rtd is None else {"rtd_state_dict": trainer.rtd.state_dict()}),
             )
     seconds = time.perf_counter() - t0
     if end_step < cfg.steps:  # stopped early on request: the checkpoint is the output
@@ -212,7 +245,7 @@ def pretrain(
     summary = {
         "run_id": run_id,
         "recipe": cfg.recipe,
-        "objectives": ["mlm"] if cfg.recipe == "mlm" else ["mlm", "concepts", "acronyms"],
+        "objectives": [cfg.token_objective] + ([] if cfg.recipe == "mlm" else ["concepts", "acronyms"]),
         "steps": cfg.steps,
         "seed": cfg.seed,
         "config": as_dict(cfg),
@@ -229,7 +262,7 @@ def pretrain(
         "tokens_seen": sum(r["tokens"] for r in history),
         "masked_tokens": sum(r["masked"] for r in history),
         "final_train_losses": history[-1] if history else {},
-        "valid_losses": validation_losses(model, cfg, valid_stream, device) if rank == 0 else {},
+        "valid_losses": validation_losses(trainer, cfg, valid_stream, device) if rank == 0 else {},
         "train_seconds": round(train_seconds, 3),
         "valid_curve": curve,
     }
@@ -243,23 +276,21 @@ def pretrain(
 
 @torch.no_grad()
 def validation_losses(
-    model: Encoder, cfg: PretrainConfig, stream: dict[str, np.ndarray], device: torch.device, batches: int = 8
+    trainer: Pretrainer, cfg: PretrainConfig, stream: dict[str, np.ndarray], device: torch.device, batches: int = 8
 ) -> dict[str, float]:
-    """Mean held-out losses of every objective (all heads, whatever the recipe trained)."""
-    model.eval()
+    """Mean held-out losses of every objective (all heads, whatever the recipe trained). The
+    generator's samples come from a random stream of their own, so the curve leaves training's
+    random numbers as they were."""
+    trainer.eval()
     eval_cfg = replace(cfg, seed=cfg.seed + 7919)
+    vocab_size = trainer.encoder.cfg.vocab_size
     sums: dict[str, float] = {}
-    for i in range(batches):
-        batch = {k: v.to(device) for k, v in make_batch(stream, eval_cfg, i, 0, model.cfg.vocab_size).items()}
-        out = model(
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["features"],
-            batch["mlm_labels"],
-            task_labels(batch, "aligned"),
-        )
-        for k, v in out.items():
-            if k.startswith("loss_"):
-                sums[k] = sums.get(k, 0.0) + float(v) / batches
-    model.train()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for i in range(batches):
+            torch.manual_seed(eval_cfg.seed * 1_000_003 + i)
+            batch = {k: v.to(device) for k, v in make_batch(stream, eval_cfg, i, 0, vocab_size).items()}
+            for k, v in trainer(batch, task_labels(batch, "aligned")).items():
+                if k.startswith("loss_"):
+                    sums[k] = sums.get(k, 0.0) + float(v) / batches
+    trainer.train()
     return {k: round(v, 4) for k, v in sums.items()}

@@ -145,9 +145,12 @@ def test_checksum_mismatch_names_the_file(tiny_artifacts_dir: Path, tmp_path: Pa
     )
 
 
-def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("token_objective", ["mlm", "rtd"])
+def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: Path, token_objective: str) -> None:
     """Stop after 3 of 6 steps, resume: the losses of steps 4-6 and the held-out curve equal an
-    uninterrupted run's; the curve's validation leaves training as it is without one."""
+    uninterrupted run's; the curve's validation leaves training as it is without one. With
+    replaced-token detection the generator resumes too, and the final checkpoint is the encoder
+    alone."""
     import torch
 
     work = tiny_build_dir / "work"
@@ -157,7 +160,7 @@ def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: P
     model_cfg = replace(
         cfg.model, vocab_size=load_tokenizer(work / "tokenizer" / "tokenizer.json").get_vocab_size()
     )
-    pre_cfg = replace(cfg.pretrain, steps=6, checkpoint_every=100, valid_every=2)
+    pre_cfg = replace(cfg.pretrain, steps=6, checkpoint_every=100, valid_every=2, token_objective=token_objective)
     straight = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "straight", "data")
     unobserved = replace(pre_cfg, valid_every=0)
     pretrain(model_cfg, unobserved, stream, stream, tmp_path / "unobserved", "data")
@@ -175,8 +178,13 @@ def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: P
     assert [h["loss"] for h in unobserved_history] == [h["loss"] for h in straight_history]
     assert [c["step"] for c in straight["valid_curve"]] == [2, 4, 6]
     assert [c["step"] for c in resumed["valid_curve"]] == [2, 4, 6]
+    token_loss = "loss_mlm" if token_objective == "mlm" else "loss_rtd"
     for a, b in zip(straight["valid_curve"], resumed["valid_curve"], strict=True):
-        assert a["loss_mlm"] == pytest.approx(b["loss_mlm"], abs=1e-4)
+        assert a.keys() == b.keys() and token_loss in a
+        for key in (k for k in a if k.startswith("loss_")):
+            assert a[key] == pytest.approx(b[key], abs=1e-4)
+    encoder, _ = load_encoder(tmp_path / "resumed" / "final.pt")
+    assert encoder.cfg == model_cfg
     train_seconds = [c["train_seconds"] for c in straight["valid_curve"]]
     assert 0 < train_seconds[0] < train_seconds[1] < train_seconds[2] <= straight["train_seconds"]
 
