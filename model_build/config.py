@@ -121,6 +121,10 @@ class BuildConfig:
     # Tasks whose spans are decoded to end on a noun (`textfeatures.decode`, `noun_final`; the
     # manifest's `decoding`), chosen on the held-out slice of the concept training files.
     noun_final_tasks: tuple[str, ...] = ("concepts",)
+    # How text is cut into words, the unit of the token features, the weak concept labels and the
+    # spans (`textfeatures.words`): "as-written"; "pretokens" only for the ablation of words as
+    # users write them (config `small-no-user-words`). The manifest's `decoding.words` names it.
+    words: str = "as-written"
 
 
 def _tiny() -> BuildConfig:
@@ -201,6 +205,14 @@ def _small_rtd() -> BuildConfig:
     )
 
 
+def _small_no_user_words() -> BuildConfig:
+    """`small` on the tokenizer's pre-tokens as words (`T2DM` -> `T`, `2`, `DM`), as before part 5
+    of issue 13: the ablation of words as users write them in the quality report (`--variant
+    no-user-words`, served with `ALIGNTAG_WORDS=pretokens`); its own corpus labels, features and
+    pretraining at equal steps."""
+    return dataclasses.replace(_small(), name="small-no-user-words", words="pretokens")
+
+
 def _small_no_features() -> BuildConfig:
     """`small` without the token features (word shape, word start, the rules' tags): the ablation
     of the features in the quality report (`--variant no-features`)."""
@@ -260,6 +272,7 @@ CONFIGS = {
     "small-long": _small_long,
     "small-rtd": _small_rtd,
     "small-no-features": _small_no_features,
+    "small-no-user-words": _small_no_user_words,
     "small-no-term-runs": _small_no_term_runs,
     "small-no-budget-sizing": _small_no_budget_sizing,
     "paper-512x3": lambda: _paper(512, 8),

@@ -33,6 +33,7 @@ from model_build.config import REPO_ROOT, ExportConfig
 from model_build.evaluate import LogitsFn, headline, predict_spans, score, torch_logits_fn
 from model_build.model import TASK_LABELS, Encoder, Tagger
 from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION, encode_texts, pad_batch, window
+from textfeatures.words import word_splitter
 
 SCHEMA_VERSION = 3
 OUTPUT_NAMES = ["logits"]
@@ -219,7 +220,7 @@ def export_artifact(
             "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "model": {**manifest_extra.pop("model"), "pad_token_id": 0, "num_labels": len(label_names)},
             "features": features_manifest(encoder),
-            "decoding": {"noun_final": noun_final},
+            "decoding": {"noun_final": noun_final, "words": word_splitter()},
             **manifest_extra,
             "evaluation": evaluation,
             "export": {

@@ -40,6 +40,7 @@ from model_build.model import Encoder
 from model_build.pretrain import pretrain
 from model_build.streams import tokenize_corpus
 from model_build.tokenizer import load_tokenizer, train_tokenizer
+from textfeatures.words import use_word_splitter, word_splitter
 
 log = logging.getLogger("model_build")
 
@@ -64,10 +65,12 @@ class PretrainingText:
 
     @property
     def streams_fp(self) -> str:
-        """The token streams follow the corpus, the tokenizer and the code that tokenizes."""
+        """The token streams follow the corpus, the tokenizer, the words their features are computed
+        on and the code that tokenizes."""
         return fingerprint(
             self.corpus_fp,
             self.tokenizer_fp,
+            word_splitter(),
             code_version(
                 "model_build.streams",
                 "model_build.data",
@@ -83,6 +86,7 @@ class Stages:
 
     def __init__(self, cfg: BuildConfig, data_dir: Path, work_dir: Path) -> None:
         self.cfg, self.data_dir, self.work_dir = cfg, data_dir, work_dir
+        use_word_splitter(cfg.words)  # process-wide: every stage computes words this way
         work_dir.mkdir(parents=True, exist_ok=True)
         self.timings: dict[str, float] = {}
 

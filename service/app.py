@@ -64,6 +64,7 @@ from service.reload import Reloader
 from service.settings import Settings
 from service.tagging import OffsetUnits, rank_spans
 from service.ui import UI_ROUTES, install_ui
+from textfeatures.words import use_word_splitter
 
 log = logging.getLogger("aligntag.app")
 request_log = logging.getLogger("aligntag.request")
@@ -473,6 +474,7 @@ def replay(body: bytes, receive: Receive) -> Receive:
 def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory | None = None) -> FastAPI:
     """The service as an ASGI app; models are loaded by its lifespan (start-up)."""
     settings = settings or Settings()
+    use_word_splitter(settings.words)  # process-wide: textfeatures computes one kind of word
     factory = runtime_factory if runtime_factory is not None else onnx_runtime_factory
     metrics = Metrics()
     # Task -> model, the built-in tasks first; user tasks are added by the lifespan and by reloads.

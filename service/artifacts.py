@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 
 from textfeatures.features import FEATURE_NAMES, FEATURE_VERSION
 from textfeatures.tasks import SPAN_LABEL, TASK_NAME
+from textfeatures.words import word_splitter
 
 SCHEMA_VERSION = 3
 MANIFEST = "manifest.json"
@@ -212,11 +213,21 @@ def _check_features(manifest_path: Path, features: object) -> bool:
 
 def _read_decoding(manifest_path: Path, decoding: object) -> bool:
     """`noun_final` of the manifest's `decoding`: how the build decoded when it scored the model;
-    a setting this service does not know is refused, so that it never decodes otherwise."""
-    if not isinstance(decoding, dict) or set(decoding) != {"noun_final"}:
-        raise ArtifactError(f"{manifest_path}: 'decoding' must be an object with exactly 'noun_final'")
+    a setting this service does not know is refused, so that it never decodes otherwise. The
+    model's words (`words`; absent in manifests written before it: `as-written`) must be the
+    ones this service splits (`ALIGNTAG_WORDS`)."""
+    if not isinstance(decoding, dict) or not {"noun_final"} <= set(decoding) <= {"noun_final", "words"}:
+        raise ArtifactError(
+            f"{manifest_path}: 'decoding' must be an object with 'noun_final' and optionally 'words'"
+        )
     if not isinstance(decoding["noun_final"], bool):
         raise ArtifactError(f"{manifest_path}: decoding.noun_final must be true or false")
+    words = decoding.get("words", "as-written")
+    if words != word_splitter():
+        raise ArtifactError(
+            f"{manifest_path}: the model was built on words split {words!r}; this service splits "
+            f"{word_splitter()!r} (ALIGNTAG_WORDS)"
+        )
     return decoding["noun_final"]
 
 

@@ -160,6 +160,15 @@ class Settings(BaseSettings):
         "decoding adds (reports/quality, variant no-structured-decoding), not to serve.",
     )
 
+    words: Literal["as-written", "pretokens"] = Field(
+        default="as-written",
+        description="How text is cut into words, the unit of features and spans (textfeatures.words): "
+        "`as-written` keeps `T2DM`, `IL-6` whole; `pretokens` = the tokenizer's pre-tokens "
+        "(`T`, `2`, `DM`). A model is served only with the splitter it was built with (its manifest's "
+        "`decoding.words`); `pretokens` is there to serve the ablation of words as written "
+        "(reports/quality, variant no-user-words), not to serve users.",
+    )
+
     # --- access
     api_key: SecretStr | None = Field(
         default=None, description="When set, POST endpoints require `Authorization: Bearer <key>`."

@@ -10,8 +10,27 @@ the words its spaces give it.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 Word = tuple[int, int]  # start, end (exclusive): character offsets into the text
+
+# How `split_words` cuts, process-wide: "as-written" (above), or "pretokens", the tokenizer's
+# pre-tokens (white space split, every punctuation mark alone, digit runs apart from letters:
+# `T2DM` -> `T`, `2`, `DM`), as words were before issue 13's part 5. "pretokens" exists only
+# for the ablation of that part; a build sets its config's splitter (`BuildConfig.words`), the
+# service its setting (`ALIGNTAG_WORDS`), and a manifest names the one its model was built with.
+WORD_SPLITTERS = ("as-written", "pretokens")
+_active = ["as-written"]
+
+
+def use_word_splitter(name: str) -> None:
+    if name not in WORD_SPLITTERS:
+        raise ValueError(f"unknown word splitter {name!r}; use one of {', '.join(WORD_SPLITTERS)}")
+    _active[0] = name
+
+
+def word_splitter() -> str:
+    return _active[0]
 
 _CUT = '()[]{}<>,;:!?="“”‘’«»'
 # Unicode White_Space, as the tokenizer's whitespace split (Rust `char::is_whitespace`) has it.
@@ -19,11 +38,14 @@ _CUT = '()[]{}<>,;:!?="“”‘’«»'
 # token would belong to no word.
 _SPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 _PIECE = re.compile(r"[" + re.escape(_CUT) + r"]|[^" + _SPACE + re.escape(_CUT) + r"]+")
+_SPACE_CHAR = re.compile("[" + _SPACE + "]")
 _TAIL = re.compile(r"(?:'s|’s|\.+|')$")
 
 
 def split_words(text: str) -> list[Word]:
     """The words of `text`, in order, covering every non-space character exactly once."""
+    if _active[0] == "pretokens":
+        return _split_pretokens(text)
     words: list[Word] = []
     for m in _PIECE.finditer(text):
         start, end = m.span()
@@ -32,6 +54,31 @@ def split_words(text: str) -> list[Word]:
             words.append((start, tail.start()))
             start = tail.start()
         words.append((start, end))
+    return words
+
+
+def _char_kind(c: str) -> str:
+    """As the tokenizer's pre-tokenizer sees a character (Rust `is_whitespace`, HF `Punctuation`:
+    ASCII punctuation or Unicode category P*, `Digits`: Rust `is_numeric`, category N*)."""
+    if _SPACE_CHAR.fullmatch(c):
+        return "space"
+    category = unicodedata.category(c)
+    if (c.isascii() and not c.isalnum() and c.isprintable()) or category.startswith("P"):
+        return "punct"
+    return "digit" if category.startswith("N") else "other"
+
+
+def _split_pretokens(text: str) -> list[Word]:
+    words: list[Word] = []
+    start, kind = 0, "space"
+    for i, c in enumerate(text):
+        k = _char_kind(c)
+        if k != kind or k == "punct":
+            if kind != "space":
+                words.append((start, i))
+            start, kind = i, k
+    if kind != "space":
+        words.append((start, len(text)))
     return words
 
 

@@ -47,6 +47,7 @@ from model_build.corpus.plain import read_span_jsonl, read_text_file
 from model_build.corpus.roles import check_pretraining_file
 from model_build.corpus.wikitext import read_mediawiki_dump, read_wikitext_dir
 from textfeatures.acronyms import label_acronyms
+from textfeatures.words import word_splitter
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def corpus_fingerprint(cfg: CorpusConfig, sources: list[_Source]) -> dict[str, A
         "format_version": FORMAT_VERSION,
         "code_sha256": code_version("model_build.corpus", "textfeatures"),
         "config": dataclasses.asdict(cfg),
+        "words": word_splitter(),  # the concept labels' term runs are runs of words
         "inputs": [(f["source"], f["name"], f["sha256"]) for f in files],
     }
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

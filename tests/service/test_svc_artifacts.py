@@ -10,6 +10,7 @@ import pytest
 from svc_helpers import copy_as_user_task, flip_byte, version_dir
 
 from service.artifacts import ArtifactError, find_tasks, find_version_dir, load_artifact
+from textfeatures.words import use_word_splitter
 
 
 def error_of(artifacts_dir: Path, task: str = "concepts", **kwargs: str) -> str:
@@ -59,6 +60,29 @@ def test_decoding_the_service_does_not_know_is_refused(artifacts_copy: Path, dec
     manifest_path.write_text(json.dumps(manifest))
     assert error_of(artifacts_copy).startswith(f"{manifest_path}: ")
     assert "decoding" in error_of(artifacts_copy)
+
+
+def test_a_model_built_on_other_words_is_refused(artifacts_copy: Path) -> None:
+    """The manifest names the words its model was built on; a service that splits others refuses
+    it (ALIGNTAG_WORDS), one that splits the same serves it, and a manifest written before the
+    field reads as words as written."""
+    manifest_path = version_dir(artifacts_copy, "concepts") / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["decoding"] == {"noun_final": True, "words": "as-written"}
+    manifest["decoding"]["words"] = "pretokens"
+    manifest_path.write_text(json.dumps(manifest))
+    assert error_of(artifacts_copy) == (
+        f"{manifest_path}: the model was built on words split 'pretokens'; this service splits "
+        "'as-written' (ALIGNTAG_WORDS)"
+    )
+    use_word_splitter("pretokens")
+    try:
+        assert load_artifact(artifacts_copy, "concepts").noun_final is True
+    finally:
+        use_word_splitter("as-written")
+    del manifest["decoding"]["words"]
+    manifest_path.write_text(json.dumps(manifest))
+    assert load_artifact(artifacts_copy, "concepts").noun_final is True
 
 
 def test_unreadable_manifest(artifacts_copy: Path) -> None:

@@ -24,7 +24,7 @@ from textfeatures.features import (
     word_ending,
     word_shape,
 )
-from textfeatures.words import Word, split_words, strip_span
+from textfeatures.words import Word, split_words, strip_span, use_word_splitter, word_splitter
 
 CONCEPT_LABELS = ["O", "B-concept", "I-concept"]
 ACRONYM_LABELS = ["O", "B-short", "I-short", "B-long", "I-long"]
@@ -82,6 +82,22 @@ def test_word_shape(word: str, shape: int) -> None:
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
     texts = [SAMPLE, "language ( CNL ) and convolutional neural networks (CNNs) are models"] * 20
     return train_tokenizer(texts, 300, 1, tmp_path_factory.mktemp("tok") / "tokenizer.json")
+
+
+@given(st.text(alphabet=st.sampled_from(list("aZ9½ -.'()=,_©é\n\tα\x1c\u2003😀")), max_size=60))
+def test_pretoken_words_are_the_tokenizers_pretokens(tokenizer: Tokenizer, text: str) -> None:
+    """The ablation of words as users write them (`pretokens`) cuts where the tokenizer's
+    pre-tokenizer cuts, character for character; the default splitter is back afterwards."""
+    expected = [span for _, span in tokenizer.pre_tokenizer.pre_tokenize_str(text)]
+    use_word_splitter("pretokens")
+    try:
+        assert split_words(text) == expected
+        assert words_of("mellitus (T2DM), IL-6") == ["mellitus", "(", "T", "2", "DM", ")", ",", "IL", "-", "6"]
+    finally:
+        use_word_splitter("as-written")
+    assert word_splitter() == "as-written" and words_of("IL-6") == ["IL-6"]
+    with pytest.raises(ValueError, match="unknown word splitter 'chars'"):
+        use_word_splitter("chars")
 
 
 def test_features_of_a_defined_acronym(tokenizer: Tokenizer) -> None:
