@@ -50,7 +50,7 @@ class PretrainConfig:
     # and tells, for every token, whether it is the original.
     token_objective: str = "mlm"
     rtd_weight: float = 50.0  # the paper's weight of the detection loss against the generator's MLM
-    generator_width: float = 0.25  # the generator's width as a share of the encoder's (the paper's small model)
+    generator_width: float = 0.25  # a share of the encoder's width (the paper's small generator)
     # No label smoothing and no dropout: a CPU run sees its data less than a few times over, so
     # there is nothing to regularise against yet (they only slowed the loss down).
     label_smoothing: float = 0.0

@@ -104,7 +104,9 @@ class Pretrainer(nn.Module):
         }
         self.label_smoothing = cfg.label_smoothing
 
-    def forward(self, batch: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, batch: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         if self.rtd is not None:
             return self.rtd(self.encoder, batch, labels, self.weights, self.label_smoothing)
         return self.encoder(
@@ -276,7 +278,11 @@ def pretrain(
 
 @torch.no_grad()
 def validation_losses(
-    trainer: Pretrainer, cfg: PretrainConfig, stream: dict[str, np.ndarray], device: torch.device, batches: int = 8
+    trainer: Pretrainer,
+    cfg: PretrainConfig,
+    stream: dict[str, np.ndarray],
+    device: torch.device,
+    batches: int = 8,
 ) -> dict[str, float]:
     """Mean held-out losses of every objective (all heads, whatever the recipe trained). The
     generator's samples come from a random stream of their own, so the curve leaves training's

@@ -51,7 +51,8 @@ class ReplacedTokenDetection(nn.Module):
         )  # fmt: skip
         masked = mlm_labels != IGNORE
         gen_logits = self.generator.mlm_logits(self.generator.encode(ids, mask, features)[masked])
-        gen_loss = F.cross_entropy(gen_logits, mlm_labels[masked], reduction="sum") / masked.sum().clamp(min=1)
+        summed = F.cross_entropy(gen_logits, mlm_labels[masked], reduction="sum")
+        gen_loss = summed / masked.sum().clamp(min=1)
         with torch.no_grad():  # the encoder's loss does not train the generator (no gradient
             # through sampling), as in the paper
             sampled = torch.multinomial(F.softmax(gen_logits.float(), dim=-1), 1).squeeze(-1)

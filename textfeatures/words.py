@@ -32,6 +32,7 @@ def use_word_splitter(name: str) -> None:
 def word_splitter() -> str:
     return _active[0]
 
+
 _CUT = '()[]{}<>,;:!?="“”‘’«»'
 # Unicode White_Space, as the tokenizer's whitespace split (Rust `char::is_whitespace`) has it.
 # Python's `\s` also takes U+001C..U+001F, which the tokenizer keeps as tokens: with `\s` such a

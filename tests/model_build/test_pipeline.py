@@ -146,7 +146,9 @@ def test_checksum_mismatch_names_the_file(tiny_artifacts_dir: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize("token_objective", ["mlm", "rtd"])
-def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: Path, token_objective: str) -> None:
+def test_resumed_pretraining_continues_exactly(
+    tiny_build_dir: Path, tmp_path: Path, token_objective: str
+) -> None:
     """Stop after 3 of 6 steps, resume: the losses of steps 4-6 and the held-out curve equal an
     uninterrupted run's; the curve's validation leaves training as it is without one. With
     replaced-token detection the generator resumes too, and the final checkpoint is the encoder
@@ -160,7 +162,9 @@ def test_resumed_pretraining_continues_exactly(tiny_build_dir: Path, tmp_path: P
     model_cfg = replace(
         cfg.model, vocab_size=load_tokenizer(work / "tokenizer" / "tokenizer.json").get_vocab_size()
     )
-    pre_cfg = replace(cfg.pretrain, steps=6, checkpoint_every=100, valid_every=2, token_objective=token_objective)
+    pre_cfg = replace(
+        cfg.pretrain, steps=6, checkpoint_every=100, valid_every=2, token_objective=token_objective
+    )
     straight = pretrain(model_cfg, pre_cfg, stream, stream, tmp_path / "straight", "data")
     unobserved = replace(pre_cfg, valid_every=0)
     pretrain(model_cfg, unobserved, stream, stream, tmp_path / "unobserved", "data")

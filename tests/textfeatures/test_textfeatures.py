@@ -92,7 +92,18 @@ def test_pretoken_words_are_the_tokenizers_pretokens(tokenizer: Tokenizer, text:
     use_word_splitter("pretokens")
     try:
         assert split_words(text) == expected
-        assert words_of("mellitus (T2DM), IL-6") == ["mellitus", "(", "T", "2", "DM", ")", ",", "IL", "-", "6"]
+        assert words_of("mellitus (T2DM), IL-6") == [
+            "mellitus",
+            "(",
+            "T",
+            "2",
+            "DM",
+            ")",
+            ",",
+            "IL",
+            "-",
+            "6",
+        ]
     finally:
         use_word_splitter("as-written")
     assert word_splitter() == "as-written" and words_of("IL-6") == ["IL-6"]
