@@ -375,8 +375,9 @@ def run_experiment(
     t_start = time.monotonic()
     deadline = None if deadline_seconds is None else t_start + deadline_seconds
     cfg = get_config(exp.config)
-    for name in filter(None, (exp.config, exp.ablation_config)):  # its worker processes split
-        if get_config(name).words != "as-written":  # words as written
+    # The runs' worker processes split words as written (`textfeatures.words`' default).
+    for name in filter(None, (exp.config, exp.ablation_config)):
+        if get_config(name).words != "as-written":
             raise ValueError(f"the experiment runs words as written; config {name!r} does not")
     data_dir = data_dir or default_data_dir()
     exp_dir = (work_dir or Path("build") / "experiment") / "experiment"

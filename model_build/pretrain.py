@@ -3,10 +3,10 @@
 Both recipes see the same token stream, steps, batch and sequence length (equal compute); the
 only difference is whether the weak concept/acronym labels contribute to the loss. The masked
 tokens train the encoder by masked-LM, or (`token_objective` "rtd") by replaced-token detection
-(model_build/rtd.py). Batches are
-drawn from a seeded generator keyed by step, and the checkpoint holds model, optimizer and step,
-so a resumed run continues exactly where an uninterrupted one would be. Runs under `torchrun`
-(DistributedDataParallel; gloo on CPU, NCCL on GPU) with bf16 autocast on GPU.
+(model_build/rtd.py). Batches are drawn from a seeded generator keyed by step, and the
+checkpoint holds model, optimizer and step, so a resumed run continues exactly where an
+uninterrupted one would be. Runs under `torchrun` (DistributedDataParallel; gloo on CPU, NCCL
+on GPU) with bf16 autocast on GPU.
 """
 
 from __future__ import annotations
