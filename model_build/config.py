@@ -45,6 +45,11 @@ class PretrainConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     mask_prob: float = 0.15
+    # Pack each row with the documents that follow one another in the stream, every document
+    # attending only to itself (`Encoder.encode`'s segments), instead of one window a row that
+    # stops at its document's end: the median document is 44 tokens, so 26% of the default's
+    # 32 x 128 slots were padding, computed and learnt nothing from.
+    pack_documents: bool = True
     # What the encoder learns from the masked tokens: "mlm" predicts them; "rtd" (replaced-token
     # detection, ELECTRA; model_build/rtd.py) reads a small generator's samples in their place
     # and tells, for every token, whether it is the original.
@@ -205,6 +210,16 @@ def _small_rtd() -> BuildConfig:
     )
 
 
+def _small_no_packing() -> BuildConfig:
+    """`small` with one window a row that stops at its document's end (padded), as before packed
+    rows: the same steps and batch shape, 26% of the slots padding (`PretrainConfig.pack_documents`;
+    `--variant no-packing` in the quality report)."""
+    small = _small()
+    return dataclasses.replace(
+        small, name="small-no-packing", pretrain=dataclasses.replace(small.pretrain, pack_documents=False)
+    )
+
+
 def _small_no_user_words() -> BuildConfig:
     """`small` on the tokenizer's pre-tokens as words (`T2DM` -> `T`, `2`, `DM`), as before part 5
     of issue 13: the ablation of words as users write them in the quality report (`--variant
@@ -236,8 +251,9 @@ def _small_no_budget_sizing() -> BuildConfig:
     (intermediate 1024) with a 16k vocabulary, lr 5e-4, dropout 0.1 and MLM label smoothing 0.1,
     for the same pretraining minutes (240 steps at ~2.3 s against 600 at ~0.9 s): the ablation
     of part 4 of issue 13 in the quality report (`--variant no-budget-sizing`) and the `former`
-    curve of reports/quality/pretraining.md. Finetuning as `small`; its windows still never cross
-    documents and it reads the same token features, which the former default did not have."""
+    curve of reports/quality/pretraining.md. Finetuning as `small`; as the former default, one
+    window a row (no packing), but its windows never cross documents and it reads the same token
+    features, which the former default did not have."""
     small = _small()
     return dataclasses.replace(
         small,
@@ -252,6 +268,7 @@ def _small_no_budget_sizing() -> BuildConfig:
             dropout=0.1,
             checkpoint_every=20,
             valid_every=20,
+            pack_documents=False,
         ),
     )
 
@@ -272,6 +289,7 @@ CONFIGS = {
     "small-long": _small_long,
     "small-rtd": _small_rtd,
     "small-no-features": _small_no_features,
+    "small-no-packing": _small_no_packing,
     "small-no-user-words": _small_no_user_words,
     "small-no-term-runs": _small_no_term_runs,
     "small-no-budget-sizing": _small_no_budget_sizing,

@@ -16,7 +16,7 @@ from model_build.data import windows
 from model_build.model import Tagger
 from model_build.spanmetrics import span_prf
 from textfeatures.decode import Decoded, decode_spans
-from textfeatures.features import encode_texts, pad_batch, window
+from textfeatures.features import TextInputs, encode_texts, pad_batch, window
 
 LogitsFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """(ids, mask, features) int64 -> logits float32 (batch x sequence x labels)."""
@@ -47,11 +47,23 @@ def predict_spans(
 ) -> tuple[list[list[Decoded]], list[np.ndarray]]:
     """Spans per text (`textfeatures.decode.decode_spans`, as the service decodes), and the
     per-token argmax label ids (for agreement checks). `noun_final`: the task's spans end on a
-    noun (`textfeatures.decode`; the concept task).
+    noun (`textfeatures.decode`; the concept task)."""
+    encoded, logits = text_logits(texts, tokenizer, logits_fn, len(label_names), max_len, batch_size, pad_id)
+    return decode_texts(encoded, logits, label_names, noun_final)
 
-    Texts longer than `max_len` tokens are cut into windows overlapping by a quarter; each token
-    takes its prediction from the window in which it sits farthest from an edge.
-    """
+
+def text_logits(
+    texts: Sequence[str],
+    tokenizer: Tokenizer,
+    logits_fn: LogitsFn,
+    n_labels: int,
+    max_len: int,
+    batch_size: int = 32,
+    pad_id: int = 0,
+) -> tuple[list[TextInputs], list[np.ndarray]]:
+    """Each text's model inputs and its logits (tokens x labels). Texts longer than `max_len`
+    tokens are cut into windows overlapping by a quarter; each token takes its logits from the
+    window in which it sits farthest from an edge."""
     stride = max(1, (max_len * 3) // 4)
     encoded = encode_texts(tokenizer, texts) if texts else []
     jobs: list[tuple[int, int, int]] = []  # text index, window start, window end
@@ -59,13 +71,12 @@ def predict_spans(
         for start, end in windows(len(enc.ids), max_len, stride):
             jobs.append((ti, start, end))
     order = sorted(range(len(jobs)), key=lambda j: jobs[j][2] - jobs[j][1])  # less padding
-    n_labels = len(label_names)
-    probs = [np.zeros((len(e.ids), n_labels), dtype=np.float32) for e in encoded]
+    logits = [np.zeros((len(e.ids), n_labels), dtype=np.float32) for e in encoded]
     best_margin = [np.full(len(e.ids), -1, dtype=np.int64) for e in encoded]
     for b in range(0, len(order), batch_size):
         chunk = [jobs[j] for j in order[b : b + batch_size]]
         pieces = [window(encoded[ti], s, e) for ti, s, e in chunk]
-        p = _softmax(logits_fn(*pad_batch(pieces, pad_id)))
+        out = logits_fn(*pad_batch(pieces, pad_id))
         for r, (ti, start, end) in enumerate(chunk):
             n = end - start
             pos = np.arange(n)
@@ -75,8 +86,21 @@ def predict_spans(
             if end == len(encoded[ti].ids):
                 margin = margin + pos + 1
             take = margin > best_margin[ti][start:end]
-            probs[ti][start:end][take] = p[r, :n][take]
+            logits[ti][start:end][take] = out[r, :n][take]
             best_margin[ti][start:end][take] = margin[take]
+    return encoded, logits
+
+
+def decode_texts(
+    encoded: Sequence[TextInputs],
+    logits: Sequence[np.ndarray],
+    label_names: Sequence[str],
+    noun_final: bool = False,
+    offsets: np.ndarray | None = None,
+) -> tuple[list[list[Decoded]], list[np.ndarray]]:
+    """`predict_spans` from `text_logits`' output, with per-label logit `offsets` added first
+    (head calibration tries many on one model run)."""
+    probs = [_softmax(lg if offsets is None else lg + offsets) for lg in logits]
     results = [
         decode_spans(pr, enc.word_of_token, enc.words, label_names, enc.text, noun_final=noun_final)
         for enc, pr in zip(encoded, probs, strict=True)

@@ -171,7 +171,8 @@ def _finetune_run(job: dict) -> dict:
         )
         # Kept so a reader can tell an undertrained run (best at the last epoch) from a converged one.
         finetuned = {
-            k: summary[k] for k in ("steps", "history", "best_selection_score", "selection_examples")
+            k: summary[k]
+            for k in ("steps", "history", "best_epoch", "best_selection_score", "selection_examples")
         }
     preds, _ = predict_spans(
         [r["text"] for r in dev], tokenizer, torch_logits_fn(Tagger(model, task)), labels, ft_cfg.seq_len,

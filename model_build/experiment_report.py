@@ -220,6 +220,15 @@ def target_lines(summary: dict, exp: ExperimentConfig) -> list[str]:
     return lines
 
 
+def _best_epoch(finetuned: dict) -> int:
+    """The epoch a finetuning run kept (1-based); runs saved before `best_epoch` was recorded
+    kept the epoch of the highest (uncalibrated) selection score."""
+    if "best_epoch" in finetuned:
+        return int(finetuned["best_epoch"])
+    history = finetuned["history"]
+    return 1 + max(range(len(history)), key=lambda e: history[e]["selection_score"])
+
+
 def convergence_lines(results: list[dict]) -> list[str]:
     runs: dict[tuple, list[dict]] = {}
     for r in results:
@@ -227,8 +236,7 @@ def convergence_lines(results: list[dict]) -> list[str]:
             runs.setdefault((r["dataset"], r["config"], r["arm"], r["n"]), []).append(r["finetune"])
     lines = []
     for (dataset, config, arm, n), done in sorted(runs.items()):
-        at_last = sum(1 for f in done if max(range(len(f["history"])), key=lambda e: f["history"][e]["selection_score"])
-                      == len(f["history"]) - 1)  # fmt: skip
+        at_last = sum(1 for f in done if _best_epoch(f) == len(f["history"]))
         steps = sorted(f["steps"] for f in done)
         lines.append(f"- {dataset} / {config} / {arm} / N={n}: {steps[0]}-{steps[-1]} steps; best at the last "
                      f"epoch in {at_last} of {len(done)} runs")  # fmt: skip

@@ -107,10 +107,19 @@ class Encoder(nn.Module):
             nn.init.zeros_(m.bias)
 
     def encode(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        features: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """Final hidden states. `segments` (batch, seq; pretraining's packed rows): the document
+        each token belongs to, non-decreasing along a row; a token then attends only within its
+        document and its position counts from its document's first token in the row, so a row
+        of several documents reads as those documents apart."""
         t = input_ids.shape[1]
-        pos = torch.arange(t, device=input_ids.device).unsqueeze(0)
+        index = torch.arange(t, device=input_ids.device).unsqueeze(0)
+        pos = index if segments is None else index - _segment_starts(segments)
         x = self.tok_emb(input_ids) + self.pos_emb(pos)
         if self.cfg.features:
             if features is None:
@@ -118,9 +127,12 @@ class Encoder(nn.Module):
             for column, table in enumerate(self.feature_emb):
                 x = x + table(features[..., column])
         x = self.drop(self.emb_ln(x))
-        # Additive bias (batch, 1, 1, seq): padded keys get a large negative score.
-        keep = attention_mask[:, None, None, :].to(x.dtype)
-        attn_bias = (1.0 - keep) * torch.finfo(x.dtype).min
+        # Additive bias (batch, 1, 1 or seq, seq): padded keys, and keys of another document,
+        # get a large negative score.
+        keep = attention_mask[:, None, None, :].bool()
+        if segments is not None:
+            keep = keep & (segments[:, None, :, None] == segments[:, None, None, :])
+        attn_bias = (~keep).to(x.dtype) * torch.finfo(x.dtype).min
         for block in self.blocks:
             x = block(x, attn_bias)
         return self.ln_f(x)
@@ -138,15 +150,16 @@ class Encoder(nn.Module):
         loss_weights: dict[str, float] | None = None,
         label_smoothing: float = 0.0,
         return_hidden: bool = False,
+        segments: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Logits of every tagging head, and `loss` summed over the objectives given labels;
         with `return_hidden`, the final hidden states too (`hidden`: replaced-token detection
-        puts its own head on them).
+        puts its own head on them). `segments`: packed rows (`encode`).
 
         The MLM head runs only on the masked positions: projecting every position onto the
         vocabulary would cost more than the encoder itself.
         """
-        hidden = self.encode(input_ids, attention_mask, features)
+        hidden = self.encode(input_ids, attention_mask, features, segments)
         out: dict[str, torch.Tensor] = {task: head(hidden) for task, head in self.heads.items()}
         if return_hidden:
             out["hidden"] = hidden
@@ -180,6 +193,14 @@ class Encoder(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _segment_starts(segments: torch.Tensor) -> torch.Tensor:
+    """Index of the first token of each token's segment (segments non-decreasing along a row)."""
+    index = torch.arange(segments.shape[1], device=segments.device).expand_as(segments)
+    first = torch.ones_like(segments, dtype=torch.bool)
+    first[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    return torch.where(first, index, torch.zeros_like(index)).cummax(dim=1).values
 
 
 def set_dropout(model: nn.Module, p: float) -> None:

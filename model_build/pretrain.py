@@ -37,20 +37,27 @@ from textfeatures.features import ACRONYM_RULE_COLUMN, ACRONYM_RULE_HIDDEN
 def make_batch(
     stream: dict[str, np.ndarray], cfg: PretrainConfig, step: int, rank: int, vocab_size: int
 ) -> dict[str, torch.Tensor]:
-    """Batch `step` for process `rank`: random windows that never cross a document (a window at a
-    short document's end is shorter and padded), 15% of tokens masked (80% [MASK], 10% random,
-    10% kept), and, in a `rule_feature_dropout` share of the rows, the acronym rule's feature
-    hidden, so the encoder also learns to find acronyms without it. A pure function of
-    (seed, step, rank)."""
+    """Batch `step` for process `rank`: random windows, 15% of tokens masked (80% [MASK], 10%
+    random, 10% kept), and, in a `rule_feature_dropout` share of the rows, the acronym rule's
+    feature hidden, so the encoder also learns to find acronyms without it. A pure function of
+    (seed, step, rank).
+
+    Packed (`cfg.pack_documents`): a row is `seq_len` consecutive tokens of the stream, and
+    `segments` says which document each token is in (the encoder keeps documents apart). Else a
+    window stops at its document's end (a window at a short document's end is shorter, padded)."""
     rng = np.random.default_rng([cfg.seed, step, rank])
     doc_starts = stream["doc_starts"]
     n = len(stream["ids"])
     seq = min(cfg.seq_len, n)
     picked = rng.integers(0, n, size=cfg.batch_size)
-    doc = np.searchsorted(doc_starts, picked, side="right") - 1
-    doc_start, doc_end = doc_starts[doc], doc_starts[doc + 1]
-    starts = np.maximum(doc_start, np.minimum(picked, doc_end - seq))
-    lengths = np.minimum(seq, doc_end - starts)
+    if cfg.pack_documents:
+        starts = np.minimum(picked, n - seq)
+        lengths = np.full(cfg.batch_size, seq)
+    else:
+        doc = np.searchsorted(doc_starts, picked, side="right") - 1
+        doc_start, doc_end = doc_starts[doc], doc_starts[doc + 1]
+        starts = np.maximum(doc_start, np.minimum(picked, doc_end - seq))
+        lengths = np.minimum(seq, doc_end - starts)
     valid = np.arange(seq)[None, :] < lengths[:, None]
     idx = np.where(valid, starts[:, None] + np.arange(seq)[None, :], 0)
     ids = np.where(valid, stream["ids"][idx], 0).astype(np.int64)
@@ -66,7 +73,7 @@ def make_batch(
     features = np.where(valid[..., None], stream["features"][idx], 0).astype(np.int64)
     hide = (rng.random(cfg.batch_size) < cfg.rule_feature_dropout)[:, None] & valid
     features[..., ACRONYM_RULE_COLUMN][hide] = ACRONYM_RULE_HIDDEN
-    return {
+    batch = {
         "input_ids": torch.from_numpy(inputs),
         "attention_mask": torch.from_numpy(valid.astype(np.int64)),
         "features": torch.from_numpy(features),
@@ -74,6 +81,9 @@ def make_batch(
         "concepts": torch.from_numpy(np.where(valid, stream["concepts"][idx], IGNORE).astype(np.int64)),
         "acronyms": torch.from_numpy(np.where(valid, stream["acronyms"][idx], IGNORE).astype(np.int64)),
     }
+    if cfg.pack_documents:  # the document of each token (doc_starts[d] <= index)
+        batch["segments"] = torch.from_numpy(np.searchsorted(doc_starts, idx, side="right").astype(np.int64))
+    return batch
 
 
 def task_labels(batch: dict[str, torch.Tensor], recipe: str) -> dict[str, torch.Tensor]:
@@ -117,6 +127,7 @@ class Pretrainer(nn.Module):
             labels,
             loss_weights=self.weights,
             label_smoothing=self.label_smoothing,
+            segments=batch.get("segments"),
         )
 
 
@@ -286,9 +297,10 @@ def validation_losses(
 ) -> dict[str, float]:
     """Mean held-out losses of every objective (all heads, whatever the recipe trained). The
     generator's samples come from a random stream of their own, so the curve leaves training's
-    random numbers as they were."""
+    random numbers as they were. Always on one window a row, packed training or not: the same
+    yardstick for every config, and the single-document view that finetuning and serving read."""
     trainer.eval()
-    eval_cfg = replace(cfg, seed=cfg.seed + 7919)
+    eval_cfg = replace(cfg, seed=cfg.seed + 7919, pack_documents=False)
     vocab_size = trainer.encoder.cfg.vocab_size
     sums: dict[str, float] = {}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

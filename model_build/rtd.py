@@ -46,11 +46,12 @@ class ReplacedTokenDetection(nn.Module):
         """The losses of one batch: `loss_generator` (its masked-LM), `loss_rtd` (binary cross
         entropy over every real token) and the encoder's tagging losses; `loss` is their sum
         weighted by `loss_weights` (keys `generator`, `rtd`, and the tasks)."""
-        ids, mask, features, mlm_labels = (
-            batch["input_ids"], batch["attention_mask"], batch["features"], batch["mlm_labels"]
+        ids, mask, features, mlm_labels, segments = (
+            batch["input_ids"], batch["attention_mask"], batch["features"], batch["mlm_labels"],
+            batch.get("segments"),
         )  # fmt: skip
         masked = mlm_labels != IGNORE
-        gen_logits = self.generator.mlm_logits(self.generator.encode(ids, mask, features)[masked])
+        gen_logits = self.generator.mlm_logits(self.generator.encode(ids, mask, features, segments)[masked])
         summed = F.cross_entropy(gen_logits, mlm_labels[masked], reduction="sum")
         gen_loss = summed / masked.sum().clamp(min=1)
         with torch.no_grad():  # the encoder's loss does not train the generator (no gradient
@@ -62,6 +63,7 @@ class ReplacedTokenDetection(nn.Module):
         out = encoder(
             corrupted, mask, features, None, labels,
             loss_weights=loss_weights, label_smoothing=label_smoothing, return_hidden=True,
+            segments=segments,
         )  # fmt: skip
         real = mask.bool()
         replaced = (corrupted != original)[real].float()

@@ -200,7 +200,7 @@ def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_
     score the calibrated model really gets on the slice (never below the uncalibrated one)."""
     from model_build.data import read_span_file
     from model_build.evaluate import headline, predict_spans, score, torch_logits_fn
-    from model_build.finetune import calibrate_head
+    from model_build.finetune import add_offsets, calibrate_offsets
 
     work = tiny_build_dir / "work"
     (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
@@ -217,7 +217,12 @@ def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_
         return headline("acronyms", score(selection, preds, LABELS["acronyms"]))
 
     uncalibrated = slice_score()
-    offsets, claimed = calibrate_head(tagger, LABELS["acronyms"], selection, tokenizer, 64)
+    found, claimed, claimed_uncalibrated = calibrate_offsets(
+        tagger, LABELS["acronyms"], selection, tokenizer, 64
+    )
+    assert claimed_uncalibrated == pytest.approx(uncalibrated, abs=1e-6)
+    np.testing.assert_array_equal(encoder.heads["acronyms"].bias.detach().numpy(), before_bias)  # untouched
+    offsets = add_offsets(tagger, LABELS["acronyms"], found)
     expected = before_bias + np.array(
         [offsets.get(name, 0.0) for name in LABELS["acronyms"]], dtype=np.float32
     )
@@ -226,6 +231,43 @@ def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_
     assert claimed >= uncalibrated
     assert slice_score() == pytest.approx(claimed, abs=1e-6)
     assert (claimed > uncalibrated) == bool(offsets)  # offsets are kept only when they help
+
+
+def test_finetuning_keeps_the_epoch_whose_calibrated_head_scores_best(
+    tiny_build_dir: Path, labelled_data_dir: Path
+) -> None:
+    """Each epoch is judged with its own calibrated offsets; the model returned is the best of
+    them, offsets in its head, and scores on the held-out slice exactly what the summary says."""
+    from model_build.data import read_span_file
+    from model_build.evaluate import predict_spans, torch_logits_fn
+    from model_build.finetune import finetune, sample_examples, selection_score, split_selection
+
+    work = tiny_build_dir / "work"
+    (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
+    encoder, _ = load_encoder(checkpoint)
+    tokenizer = load_tokenizer(work / "tokenizer" / "tokenizer.json")
+    records = read_span_file(labelled_data_dir / "acronyms" / "sdu21-train.jsonl", limit=240)
+    cfg = replace(
+        get_config("tiny").finetune, max_examples=240, epochs=3, min_steps=0, max_steps=None, patience=3
+    )
+    model, summary = finetune(encoder, "aligned", "acronyms", records, tokenizer, cfg)
+
+    history = summary["history"]
+    assert len(history) == 3 and all("calibrated_selection_score" in h for h in history)
+    assert all(h["calibrated_selection_score"] >= h["selection_score"] for h in history)
+    best = max(history, key=lambda h: h["calibrated_selection_score"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["calibrated_selection_score"] == best["calibrated_selection_score"]
+    _, selection = split_selection(
+        sample_examples(records, cfg.max_examples, cfg.seed), cfg.selection_fraction, cfg.seed
+    )
+    preds, _ = predict_spans(
+        [r["text"] for r in selection], tokenizer, torch_logits_fn(Tagger(model, "acronyms")), LABELS["acronyms"],
+        cfg.seq_len,
+    )  # fmt: skip
+    assert selection_score("acronyms", selection, preds, LABELS["acronyms"]) == pytest.approx(
+        summary["calibrated_selection_score"], abs=0.01
+    )
 
 
 def test_interrupted_build_resumes_and_publishes(
