@@ -213,7 +213,7 @@ def _small_rtd() -> BuildConfig:
 def _small_no_packing() -> BuildConfig:
     """`small` with one window a row that stops at its document's end (padded), as before packed
     rows: the same steps and batch shape, 26% of the slots padding (`PretrainConfig.pack_documents`;
-    `--variant no-packing` in the quality report)."""
+    the unpacked arm of reports/quality's comparison of packing)."""
     small = _small()
     return dataclasses.replace(
         small, name="small-no-packing", pretrain=dataclasses.replace(small.pretrain, pack_documents=False)
