@@ -248,7 +248,7 @@ def finetune(
         "config": as_dict(cfg),
         "history": history,
         "best_epoch": best_epoch + 1,
-        "best_selection_score": round(best_uncalibrated, 2),
+        "best_selection_score": round(best_uncalibrated, 2) if selection else None,
         "label_offsets": label_offsets,
         "calibrated_selection_score": round(best_score, 2)
         if len(selection) >= MIN_CALIBRATION_EXAMPLES
