@@ -79,6 +79,46 @@ def test_plural_use_takes_the_singular_definition() -> None:
     assert pairs(text, spans) == [("GPU", "graphics processing unit"), ("GPUs", "graphics processing unit")]
 
 
+def test_inside_parentheses_the_short_form_ends_at_a_comma_or_semicolon() -> None:
+    """Schwartz & Hearst: `(RBF, or Gaussian)`, `( ART ; see ... )` still define the short form."""
+    text = "kernels such as the radial basis function (RBF, or Gaussian) and adaptive resonance theory ( ART ; see [3] )."
+    spans = [
+        span(text, "radial basis function", "long"),
+        span(text, "RBF", "short"),
+        span(text, "adaptive resonance theory", "long"),
+        span(text, "ART", "short"),
+    ]
+    assert pairs(text, spans) == [("RBF", "radial basis function"), ("ART", "adaptive resonance theory")]
+    text = "the radial basis function (see RBF, below)"  # only the parenthesis' first item counts
+    spans = [span(text, "radial basis function", "long"), span(text, "RBF", "short")]
+    assert pairs(text, spans) == [("RBF", None)]
+
+
+def test_a_quoted_long_form_before_its_parenthesis() -> None:
+    text = "The first component is the 'Semantic Alignment Network' (SAN), and the \u201cMIT bag model\u201d (MBM) too."
+    spans = [
+        span(text, "Semantic Alignment Network", "long"),
+        span(text, "SAN", "short"),
+        span(text, "MIT bag model", "long"),
+        span(text, "MBM", "short"),
+    ]
+    assert pairs(text, spans) == [("SAN", "Semantic Alignment Network"), ("MBM", "MIT bag model")]
+
+
+def test_a_spaced_dash_defines_when_the_letters_agree() -> None:
+    text = "Solid State Disk \u2013 SSD and NVM - fast storage"
+    spans = [
+        span(text, "Solid State Disk", "long"),
+        span(text, "SSD", "short"),
+        span(text, "NVM", "short"),
+        span(text, "fast storage", "long"),
+    ]
+    assert pairs(text, spans) == [("SSD", "Solid State Disk"), ("NVM", None)]
+    text = "Peak Signal-to-Noise Ratio-PSNR"  # unspaced: a compound, not a definition
+    spans = [span(text, "Peak Signal-to-Noise Ratio", "long"), span(text, "PSNR", "short")]
+    assert pairs(text, spans) == [("PSNR", None)]
+
+
 def test_letters_must_match() -> None:
     text = "We use deep learning (CNN) here."
     spans = [span(text, "deep learning", "long"), span(text, "CNN", "short")]
