@@ -352,6 +352,7 @@ def manifest_extra(
                 "best_selection_score",
                 "label_offsets",
                 "calibrated_selection_score",
+                "crossfit_selection_score",
             )
         },
         "build": {"fingerprint": export_fp, "config": as_dict(cfg), "data_dir": str(data_dir)},

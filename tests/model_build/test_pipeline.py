@@ -233,6 +233,44 @@ def test_head_calibration_is_chosen_on_the_selection_slice_and_written_into_the_
     assert (claimed > uncalibrated) == bool(offsets)  # offsets are kept only when they help
 
 
+def test_crossfit_score_scores_each_half_with_offsets_chosen_on_the_other(
+    tiny_build_dir: Path, labelled_data_dir: Path
+) -> None:
+    """The cross-fitted score is the mean, over the two halves of the slice, of what the head
+    calibrated on the other half (calibrate_offsets, add_offsets) really scores on it."""
+    from model_build.data import read_span_file
+    from model_build.evaluate import predict_spans, torch_logits_fn
+    from model_build.finetune import (
+        MIN_CALIBRATION_EXAMPLES,
+        add_offsets,
+        calibrate_offsets,
+        crossfit_score,
+        selection_score,
+    )
+
+    work = tiny_build_dir / "work"
+    (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
+    tokenizer = load_tokenizer(work / "tokenizer" / "tokenizer.json")
+    labels = LABELS["acronyms"]
+    selection = read_span_file(labelled_data_dir / "acronyms" / "sdu21-train.jsonl", limit=48)
+    encoder, _ = load_encoder(checkpoint)
+    claimed = crossfit_score(Tagger(encoder, "acronyms"), labels, selection, tokenizer, 64)
+    assert claimed is not None
+    assert crossfit_score(Tagger(encoder, "acronyms"), labels, selection[:39], tokenizer, 64) is None
+
+    halves = (selection[0::2], selection[1::2])
+    scores = []
+    for fit, held in (halves, halves[::-1]):
+        assert len(fit) >= MIN_CALIBRATION_EXAMPLES
+        model, _ = load_encoder(checkpoint)
+        tagger = Tagger(model, "acronyms")
+        offsets, _, _ = calibrate_offsets(tagger, labels, fit, tokenizer, 64)
+        add_offsets(tagger, labels, offsets)
+        preds, _ = predict_spans([r["text"] for r in held], tokenizer, torch_logits_fn(tagger), labels, 64)
+        scores.append(selection_score("acronyms", held, preds, labels))
+    assert claimed == pytest.approx(sum(scores) / 2, abs=1e-6)
+
+
 def test_finetuning_keeps_the_epoch_whose_calibrated_head_scores_best(
     tiny_build_dir: Path, labelled_data_dir: Path
 ) -> None:
@@ -258,6 +296,7 @@ def test_finetuning_keeps_the_epoch_whose_calibrated_head_scores_best(
     best = max(history, key=lambda h: h["calibrated_selection_score"])
     assert summary["best_epoch"] == best["epoch"]
     assert summary["calibrated_selection_score"] == best["calibrated_selection_score"]
+    assert summary["crossfit_selection_score"] is None  # 24 examples held out: too few to halve
     _, selection = split_selection(
         sample_examples(records, cfg.max_examples, cfg.seed), cfg.selection_fraction, cfg.seed
     )
