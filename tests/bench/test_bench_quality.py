@@ -94,3 +94,34 @@ def test_the_difference_from_the_rule_is_paired_and_has_an_interval(labelled_dat
         [s for s in rule_spans("rule-matcher+caps", r["text"]) if s[2] == "short"] for r in records
     ]
     assert difference(short_forms_only)[0] < 0
+
+
+def test_the_report_sets_earlier_defaults_apart_from_the_default_and_its_ablations(tmp_path: Path) -> None:
+    from bench.quality_report import is_earlier_default, write_report
+
+    rows = [
+        {
+            "task": "acronyms",
+            "dataset": "sdu21-dev",
+            "variant": variant,
+            "metric": "sdu-macro-f1",
+            "value": value,
+        }
+        for variant, value in [
+            ("default", 92.6),
+            ("default-pretrain-seed1", 92.5),
+            ("no-features", 83.8),
+            ("default-2026-11-29", 92.1),
+            ("default-select-before-calibration-pretrain-seed1", 92.4),
+            ("rule-matcher+caps", 92.1),
+        ]
+    ]
+    write_report(rows, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    now, earlier = report.split("## Earlier defaults")
+    earlier = earlier.split("## How the figures came about")[0]
+    for variant in ("default", "default-pretrain-seed1", "no-features", "rule-matcher+caps"):
+        assert f"| {variant} |" in now and f"| {variant} |" not in earlier
+    for variant in ("default-2026-11-29", "default-select-before-calibration-pretrain-seed1"):
+        assert f"| {variant} |" in earlier and f"| {variant} |" not in now
+    assert not is_earlier_default("default-long-windows")
