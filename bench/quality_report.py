@@ -404,7 +404,8 @@ def plot_thresholds(rows: list[dict], datasets: list[tuple[str, str]], path: Pat
         ax.set_title(task)
         ax.set_xlabel("min_score")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:  # a task without threshold rows has nothing to name
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("percent")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
