@@ -323,11 +323,15 @@ def test_argmax_decoding_starts_a_span_at_an_orphan_continuation() -> None:
         ("patients received inhibitors", "BII", ["patients received inhibitors"]),  # ends on a noun
         ("patients received , scalable", "BIII", ["patients"]),  # trimmed again after the cut
         ("the BRCA1 knockout", "OBI", ["BRCA1 knockout"]),
-        ("methods of", "BI", ["methods of"]),  # `of`: not in WordNet, so it stays
+        ("outbreak of", "BI", ["outbreak"]),  # a closed-class word: cut
+        ("thin films of the", "BIII", ["thin films"]),
+        ("Police IT", "BI", ["Police IT"]),  # as written: `IT` is not `it`
+        ("of", "B", []),
+        ("BRCA1 knockouts", "BI", ["BRCA1 knockouts"]),  # not in WordNet, a noun: stays
         ("a well-known", "OB", []),  # a hyphenated adjective WordNet knows
     ],
 )
-def test_noun_final_spans_lose_end_words_wordnet_knows_only_otherwise(
+def test_noun_final_spans_lose_end_words_that_are_not_nouns(
     text: str, tags: str, expected: list[str]
 ) -> None:
     probs, words = concept_labels_of(text, tags)
