@@ -241,6 +241,19 @@ def _small_no_features() -> BuildConfig:
     )
 
 
+def _small_no_rule_features() -> BuildConfig:
+    """`small` whose encoder reads the word-shape features (shape, word start, repeats, ending)
+    but not the rules' tags (`acronym_rule`, `phrase_rule`): the ablation of part 2 of issue 13
+    alone in the quality report (`--variant no-rule-features`); `small-no-features` drops both
+    parts. Its own pretraining at equal steps."""
+    small = _small()
+    return dataclasses.replace(
+        small,
+        name="small-no-rule-features",
+        model=dataclasses.replace(small.model, ignored_features=("acronym_rule", "phrase_rule")),
+    )
+
+
 def _small_no_term_runs() -> BuildConfig:
     """`small` with the former concept labels, the link spans of the hyperlinked documents: the
     ablation of the term-run labels in the quality report (`--variant no-term-runs`)."""
@@ -293,6 +306,7 @@ CONFIGS = {
     "small-long": _small_long,
     "small-rtd": _small_rtd,
     "small-no-features": _small_no_features,
+    "small-no-rule-features": _small_no_rule_features,
     "small-no-packing": _small_no_packing,
     "small-no-user-words": _small_no_user_words,
     "small-no-term-runs": _small_no_term_runs,

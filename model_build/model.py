@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textfeatures.features import FEATURE_SIZES
+from textfeatures.features import FEATURE_NAMES, FEATURE_SIZES
 
 IGNORE = -100  # label of positions that take no part in a loss
 CONCEPT_LABELS = ("O", "B-concept", "I-concept")
@@ -35,6 +35,10 @@ class ModelConfig:
     # Embed the per-token features of `textfeatures.features` (word shape, word start, the rules'
     # tags) and add them to the token embeddings; the exported graph then takes a `features` input.
     features: bool = True
+    # Feature columns (`FEATURE_NAMES`) the encoder does not embed, though the graph still takes
+    # them all: config `small-no-rule-features` drops the rules' tags and keeps the word-shape
+    # columns, to tell which of the two carries the features' gain.
+    ignored_features: tuple[str, ...] = ()
     num_concept_labels: int = len(CONCEPT_LABELS)
     num_acronym_labels: int = len(ACRONYM_LABELS)
 
@@ -80,8 +84,14 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.hidden)
         self.pos_emb = nn.Embedding(cfg.max_positions, cfg.hidden)
+        unknown = set(cfg.ignored_features) - set(FEATURE_NAMES)
+        if unknown:
+            raise ValueError(f"ignored_features names no feature column: {sorted(unknown)}")
+        self.feature_columns = [
+            k for k, name in enumerate(FEATURE_NAMES) if cfg.features and name not in cfg.ignored_features
+        ]
         self.feature_emb = nn.ModuleList(
-            nn.Embedding(size, cfg.hidden) for size in (FEATURE_SIZES if cfg.features else ())
+            nn.Embedding(FEATURE_SIZES[k], cfg.hidden) for k in self.feature_columns
         )
         self.emb_ln = nn.LayerNorm(cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
@@ -124,7 +134,7 @@ class Encoder(nn.Module):
         if self.cfg.features:
             if features is None:
                 raise ValueError("this encoder reads token features: pass `features`")
-            for column, table in enumerate(self.feature_emb):
+            for column, table in zip(self.feature_columns, self.feature_emb, strict=True):
                 x = x + table(features[..., column])
         x = self.drop(self.emb_ln(x))
         # Additive bias (batch, 1, 1 or seq, seq): padded keys, and keys of another document,
