@@ -171,6 +171,39 @@ def test_adjacency_is_required() -> None:
     assert len(pair_acronyms(text, spans).unpaired_long_forms) == 1
 
 
+def test_one_or_two_words_may_stand_between_a_long_form_and_its_parenthesis() -> None:
+    text = "Markov chain Monte Carlo sampling (MCMC) and Terminology Data banks (TD) are used."
+    spans = [
+        span(text, "Markov chain Monte Carlo", "long"), span(text, "MCMC", "short"),
+        span(text, "Terminology Data", "long"), span(text, "TD", "short"),
+    ]  # fmt: skip
+    assert pairs(text, spans) == [("MCMC", "Markov chain Monte Carlo"), ("TD", "Terminology Data")]
+    two = "Language Resources and Evaluation (LREC)"
+    assert pairs(two, [span(two, "Language Resources", "long"), span(two, "LREC", "short")]) == [
+        ("LREC", "Language Resources")
+    ]
+
+
+def test_words_before_the_parenthesis_need_agreeing_letters_and_at_most_two_words() -> None:
+    text = "image features extracted (CNN) and support vector machines trained on them (SVM)."
+    spans = [
+        span(text, "image features", "long"), span(text, "CNN", "short"),
+        span(text, "support vector machines", "long"), span(text, "SVM", "short"),
+    ]  # fmt: skip
+    assert pairs(text, spans) == [("CNN", None), ("SVM", None)]
+    punctuated = "deep learning, as used here (DL)"
+    assert pairs(
+        punctuated, [span(punctuated, "deep learning", "long"), span(punctuated, "DL", "short")]
+    ) == [("DL", None)]
+
+
+def test_an_adjacent_long_form_wins_over_one_with_words_between() -> None:
+    text = "data layer deep learning (DL)"
+    spans = [span(text, "data layer", "long"), span(text, "deep learning", "long"), span(text, "DL", "short")]
+    assert pairs(text, spans) == [("DL", "deep learning")]
+    assert [text[s.start : s.end] for s in pair_acronyms(text, spans).unpaired_long_forms] == ["data layer"]
+
+
 def test_unpaired_short_and_long_forms() -> None:
     text = "The API is documented; the long form application programming interface stands alone."
     spans = [span(text, "API", "short"), span(text, "application programming interface", "long")]
