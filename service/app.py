@@ -3,8 +3,9 @@
 Layers run one way: HTTP (this module) -> `models.predict` -> batcher -> ONNX Runtime.
 
 Three pure-ASGI middlewares wrap every request:
-- `Admission` (outermost, service/admission.py): at most `max_in_flight` model requests; the excess
-  is refused with a 503 before any other work.
+- `Admission` (outermost, service/admission.py): at most as many model requests as the recent
+  throughput serves within `admission_latency_ms` (between `min_in_flight` and `max_in_flight`);
+  the excess is refused with a 503 before any other work.
 - `RequestContext`: request id, timing headers, request metrics, one JSON log line, and the last
   line of defence that turns any unexpected exception into a JSON 500.
 - `RequestGuard`: API key, content type and body size of the POST endpoints, checked before the
@@ -31,7 +32,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import __version__
-from service.admission import Admission
+from service.admission import Admission, AdmissionLimit
 from service.artifacts import BUILTIN_TASKS
 from service.errors import (
     ClientDisconnected,
@@ -226,7 +227,7 @@ ERROR_STATUSES = {
     422: "validation_error or limit_exceeded: a field is invalid, or a text or request is over its limit.",
     431: "headers_too_large: the request headers exceed ALIGNTAG_MAX_HEADER_BYTES.",
     500: "internal_error or inference_failed; the message names the request id.",
-    503: "overloaded (ALIGNTAG_MAX_IN_FLIGHT requests in flight, or the queue full; with Retry-After) "
+    503: "overloaded (admission's limit of requests in flight reached, or the queue full; with Retry-After) "
     "or model_unavailable (the model is not loaded).",
 }
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -532,7 +533,11 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
 
     app.add_middleware(
         Admission,
-        max_in_flight=settings.max_in_flight,
+        limit=AdmissionLimit(
+            floor=settings.min_in_flight,
+            ceiling=settings.max_in_flight,
+            target_seconds=settings.admission_latency_ms / 1000,
+        ),
         retry_after_seconds=settings.retry_after_seconds,
         metrics=metrics,
         admitted_route=admitted_route,
@@ -678,6 +683,9 @@ def create_app(settings: Settings | None = None, runtime_factory: RuntimeFactory
                 "max_batch_requests": settings.max_batch_requests,
                 "max_queue": settings.max_queue,
                 "max_queue_wait_ms": settings.max_queue_wait_ms,
+                "max_in_flight": settings.max_in_flight,
+                "min_in_flight": settings.min_in_flight,
+                "admission_latency_ms": settings.admission_latency_ms,
             },
             "auth": {
                 "api_key_required": settings.api_key is not None,

@@ -88,12 +88,18 @@ class Metrics:
             "POST /tag, /acronyms and /tasks/{task} requests being processed.",
             registry=r,
         )
+        self.admission_limit = Gauge(
+            "aligntag_admission_limit",
+            "Requests admission lets in at a time now: the recent throughput times "
+            "ALIGNTAG_ADMISSION_LATENCY_MS, between ALIGNTAG_MIN_IN_FLIGHT and ALIGNTAG_MAX_IN_FLIGHT.",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "aligntag_queue_depth", "Requests waiting in the model's queue.", ["model"], registry=r
         )
         self.rejected = Counter(
             "aligntag_rejected_requests",
-            "Requests refused or dropped: in_flight (503 from admission, ALIGNTAG_MAX_IN_FLIGHT), "
+            "Requests refused or dropped: in_flight (503 from admission: aligntag_admission_limit reached), "
             "queue_full and queue_work (503 from the batcher: too many requests waiting, or too much "
             "work), client_disconnected (dropped before running).",
             ["model", "reason"],

@@ -138,10 +138,23 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(default=1, description="Retry-After sent with a 503 for a full queue.")
     max_in_flight: int = Field(
         default=16,
-        description="POST /tag and /acronyms requests processed at a time (body received to answer "
-        "sent); beyond it 503 + Retry-After at once, before any other work (service/admission.py). "
-        "An accepted request waits about this many requests' work: 64 let 8-text requests wait "
-        "4.5 s at 3x overload (contended run), 16 bounds it near 250 ms on a clean 2-core machine.",
+        description="POST /tag, /acronyms and /tasks/{task} requests processed at a time (body received "
+        "to answer sent) at most; beyond the admission limit, 503 + Retry-After at once, before any "
+        "other work (service/admission.py). The limit is the recent throughput times "
+        "ALIGNTAG_ADMISSION_LATENCY_MS, between ALIGNTAG_MIN_IN_FLIGHT and this.",
+    )
+    min_in_flight: int = Field(
+        default=4,
+        description="Requests always admitted at a time, whatever the measured throughput (a burst "
+        "of long documents lowers it): a few clients' worth. Set it to ALIGNTAG_MAX_IN_FLIGHT for "
+        "a fixed limit; raise it for a batch job whose clients would rather wait than retry.",
+    )
+    admission_latency_ms: float = Field(
+        default=150.0,
+        gt=0,
+        description="Latency an admitted request should see under overload: admission lets in the "
+        "recent throughput (requests per busy second) times this many requests at a time, so by "
+        "Little's law each waits about this long. Issue 16's target is a p99 of 250 ms at 3x overload.",
     )
 
     # --- long texts
@@ -197,6 +210,7 @@ class Settings(BaseSettings):
         "max_queue",
         "retry_after_seconds",
         "max_in_flight",
+        "min_in_flight",
     )
     @classmethod
     def _positive(cls, value: int, info: object) -> int:

@@ -1,11 +1,11 @@
 """Overload and soak, against a service of its own (clean RSS figures), the load generator
 (`bench.loadgen`) in a separate process.
 
-Overload: measure saturation (closed loop, 16 connections: no more than admission's default
-`ALIGNTAG_MAX_IN_FLIGHT`, so the closed loop measures throughput, not refusals), then offer 3x
-that rate as Poisson arrivals for `Mode.overload_seconds` (3 s in CI, 20 s in full mode) with the
-service's queue at `ALIGNTAG_MAX_QUEUE=64` and admission at its default
-(`ALIGNTAG_MAX_IN_FLIGHT=16`). Checks:
+Overload: measure saturation (closed loop, `UNREFUSED_CONNECTIONS` connections: no more than
+admission's default floor `ALIGNTAG_MIN_IN_FLIGHT`, so the closed loop measures throughput, not
+refusals), then offer 3x that rate as Poisson arrivals for `Mode.overload_seconds` (3 s in CI, 20 s
+in full mode) with the service's queue at `ALIGNTAG_MAX_QUEUE=64` and admission at its defaults
+(at most 16 in flight, as many as the throughput serves in 150 ms). Checks:
 - every answer is 200 or 503 `overloaded` with `Retry-After` (no other status, no dropped
   connection), and there are refusals;
 - refusals come before the work: their median is under a third of the accepted requests' median
@@ -19,7 +19,7 @@ the machine runs, and the report gives its load average.
 
 Soak: `Mode.soak_requests` (2,000 in CI, 50,000 in full mode) mixed requests (both endpoints,
 single texts, 8-text batches, a 2,000-word document, non-ASCII, empty, `min_score`, and a share
-of requests that must be refused with 422) at 8 connections, in five equal chunks: zero
+of requests that must be refused with 422) at `UNREFUSED_CONNECTIONS` connections, in five equal chunks: zero
 unexpected statuses, and RSS growth from the end of the first chunk to the end of the last < 10%.
 """
 
@@ -40,8 +40,12 @@ from rel_helpers import Mode, Report, Service, loadgen, loadgen_background, star
 
 from bench.inputs import long_documents, sentence_pool
 from bench.loadgen import Run, percentile
+from service.settings import Settings
 
 MAX_QUEUE = 64
+# Closed loops (saturation, soak) use no more connections than admission's floor
+# (ALIGNTAG_MIN_IN_FLIGHT): they are never refused, so they measure throughput and statuses.
+UNREFUSED_CONNECTIONS: int = Settings.model_fields["min_in_flight"].default
 # Issue 16's targets at 3x overload (ms, s); reported with a verdict, not asserted (module docstring).
 TARGETS = {"median refusal ms": 5.0, "p99 refusal ms": 50.0, "accepted p99 ms": 250.0, "recovery s": 1.0}
 
@@ -91,7 +95,7 @@ def sequential_ms(port: int, body: dict, n: int) -> list[float]:
 def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mode, report: Report,
                                 tmp_path: Path, texts_per_request: int) -> None:  # fmt: skip
     """8 texts a request: the model is the bottleneck; 1 text a request: the event loop's per-request
-    work is. Either way admission (`ALIGNTAG_MAX_IN_FLIGHT`) refuses the excess before it costs
+    work is. Either way admission (service/admission.py) refuses the excess before it costs
     the loop anything, so refusals are fast and accepted requests wait behind at most the
     admitted ones (see the module docstring for what is asserted and what is reported)."""
     port = load_service.port
@@ -102,7 +106,7 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     probe = {"text": pool[0]}
     baseline = sequential_ms(port, probe, 200)
     base_p50, base_p99 = percentile(baseline, 50), percentile(baseline, 99)
-    saturation = loadgen({"mode": "closed", "port": port, "bodies": bodies, "concurrency": 16,
+    saturation = loadgen({"mode": "closed", "port": port, "bodies": bodies, "concurrency": UNREFUSED_CONNECTIONS,
                           "duration": 2.0 if not mode.full else 5.0})  # fmt: skip
     assert saturation.errors == 0
     rate = 3 * saturation.rps
@@ -139,7 +143,7 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     figures = {
         "texts per request": k,
         "baseline sequential p50 / p99 ms (1 text)": f"{base_p50:.2f} / {base_p99:.2f}",
-        "saturation (closed loop, 16 connections) req/s": f"{saturation.rps:.0f}",
+        f"saturation (closed loop, {UNREFUSED_CONNECTIONS} connections) req/s": f"{saturation.rps:.0f}",
         "offered rate req/s (3x) / achieved": f"{rate:.0f} / {len(run.samples) / mode.overload_seconds:.0f}",
         "burst seconds": mode.overload_seconds,
         "requests tried": len(run.samples),
@@ -170,7 +174,8 @@ def test_overload_3x_saturation(load_service: Service, pool: list[str], mode: Mo
     why = "the model is the bottleneck" if k > 1 else "the event loop's per-request work is the bottleneck"
     report.add(
         title,
-        f"`ALIGNTAG_MAX_QUEUE={MAX_QUEUE}`, admission at its default (`ALIGNTAG_MAX_IN_FLIGHT`); "
+        f"`ALIGNTAG_MAX_QUEUE={MAX_QUEUE}`, admission at its defaults (`ALIGNTAG_MIN_IN_FLIGHT`, "
+        "`ALIGNTAG_MAX_IN_FLIGHT`, `ALIGNTAG_ADMISSION_LATENCY_MS`); "
         f"{why}. Targets (issue 16): "
         + ", ".join(
             f"{name} <= {target:g}: {verdict(measured[name], target)}" for name, target in TARGETS.items()
@@ -229,7 +234,7 @@ def test_soak(load_service: Service, pool: list[str], mode: Mode, report: Report
     port = load_service.port
     reqs = soak_requests(pool)
     chunk = mode.soak_requests // 5
-    spec = {"mode": "closed", "port": port, "concurrency": 8, "total": chunk, "timeout": 120,
+    spec = {"mode": "closed", "port": port, "concurrency": UNREFUSED_CONNECTIONS, "total": chunk, "timeout": 120,
             "requests": [{"path": r["path"], "body": r["body"]} for r in reqs]}  # fmt: skip
     tried, unexpected, latencies, rss, started = 0, Counter[str](), [], [], time.monotonic()
     for _ in range(5):
@@ -245,7 +250,7 @@ def test_soak(load_service: Service, pool: list[str], mode: Mode, report: Report
     # The fast run (make test) is a few seconds of mixed load: it checks statuses and gross memory
     # growth but is too short to show a leak; the soak proper is `make reliability`.
     kind = "Soak" if mode.full else "Mixed load (fast run; too short to show a slow leak)"
-    title = f"{kind}: {mode.soak_requests:,} mixed requests, 8 connections"
+    title = f"{kind}: {mode.soak_requests:,} mixed requests, {UNREFUSED_CONNECTIONS} connections"
     report.table(
         title,
         ["figure", "value"],

@@ -128,7 +128,8 @@ def test_admission_refuses_beyond_max_in_flight_before_any_work(make_client: Mak
         calls = len(concepts.calls)
         refused = client.post("/acronyms", json={"text": "third, other model: the limit is on the service"})
         assert error(refused) == (
-            503, "overloaded", "2 requests are being processed (ALIGNTAG_MAX_IN_FLIGHT); retry later",
+            503, "overloaded", "the service is processing as many requests as it admits at a time (at most 2, "
+            "fewer while each takes longer: ALIGNTAG_MAX_IN_FLIGHT, ALIGNTAG_ADMISSION_LATENCY_MS); retry later",
         )  # fmt: skip
         assert refused.headers["retry-after"] == "3"
         assert len(refused.headers["x-request-id"]) == 32  # a new id: the client sent none

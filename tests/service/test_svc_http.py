@@ -167,6 +167,7 @@ def test_info(client: httpx.Client) -> None:
         assert model["window_tokens"] == 64 and model["window_overlap_tokens"] == 16
         assert "files" not in model["manifest"]
     assert body["limits"]["max_texts_per_request"] == 256
+    assert body["limits"]["min_in_flight"] == 4 and body["limits"]["admission_latency_ms"] == 150
 
 
 def test_metrics_exposes_the_contract_names(client: httpx.Client) -> None:
@@ -184,6 +185,7 @@ def test_metrics_exposes_the_contract_names(client: httpx.Client) -> None:
         'aligntag_batch_size_count{model="concepts"}',
         'aligntag_batch_tokens_count{model="acronyms"}',
         "aligntag_in_flight_requests ",
+        "aligntag_admission_limit 16.0",  # two completions: no throughput yet, the ceiling
         'aligntag_queue_depth{model="concepts"}',
         "# TYPE aligntag_rejected_requests_total counter",
         'aligntag_model_info{onnx_file="model.int8.onnx",task="concepts",version="tiny-',
