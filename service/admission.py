@@ -10,8 +10,9 @@ waited 306 / 413 ms (p50 / p99) on a 2-core machine that served 49 of them a sec
 a few clients' worth of requests admitted whatever the throughput says (a burst of 2,000-word
 documents lowers it for a while).
 
-`Admission` is the outermost ASGI middleware. A refusal is decided from one counter and answered
-with a body rendered at start-up and its X-Request-ID: no JSON log line, no body read. Main-thread CPU
+`Admission` is the outermost ASGI middleware. A refusal is decided from a counter and the current
+limit (a few arithmetic operations) and answered with a body rendered at start-up and its
+X-Request-ID: no JSON log line, no body read. Main-thread CPU
 per request, uvicorn's parsing and socket writes included (closed loop, 8 connections, small model,
 load average 4.3): 0.2 ms a refusal against 1.2 ms an accepted request (whose tokens, features and
 decoding, another ~4 ms, run in the prep thread: service/models.py). Where a refusal used to be decided
