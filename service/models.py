@@ -45,7 +45,7 @@ INLINE_MAX_CHARS = 1000
 _predicting = 0  # requests inside `predict`, all models together
 
 
-async def in_prep_thread(fn: Callable[..., T], *args: Any, chars: int) -> T:
+async def run_prep_work(fn: Callable[..., T], *args: Any, chars: int) -> T:
     """`fn(*args)` in the prep thread, or on the loop for a short request that is alone."""
     if _predicting == 1 and chars <= INLINE_MAX_CHARS:
         return fn(*args)
@@ -202,7 +202,7 @@ async def _predict(
 
     started = time.perf_counter()
     chars = sum(len(t) for t in texts)
-    encoded, plans, sequences = await in_prep_thread(
+    encoded, plans, sequences = await run_prep_work(
         prepare, artifact, texts, model.window, model.overlap, chars=chars
     )
     timings.tokenize = time.perf_counter() - started
@@ -211,7 +211,7 @@ async def _predict(
     result = await _result_unless_disconnected(batcher.submit(sequences), receive)
     timings.queue, timings.inference = result.queue_seconds, result.inference_seconds
     timings.batch_size = result.batch_size
-    return await in_prep_thread(
+    return await run_prep_work(
         decode, artifact, encoded, plans, result.probs, min_score, model.structured_decoding, chars=chars
     )
 

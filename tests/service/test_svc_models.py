@@ -1,4 +1,4 @@
-"""Where a request's Python work (tokens, features, decoding) runs: service/models.py `in_prep_thread`."""
+"""Where a request's Python work (tokens, features, decoding) runs: service/models.py `run_prep_work`."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_a_short_request_alone_runs_on_the_loop_the_others_in_the_prep_thread(
 
     async def main() -> str:
         loop_thread = threading.current_thread().name
-        name = await models.in_prep_thread(_thread_name, chars=chars)
+        name = await models.run_prep_work(_thread_name, chars=chars)
         return "loop" if name == loop_thread else "prep" if name.startswith("prep") else name
 
     assert asyncio.run(main()) == where
