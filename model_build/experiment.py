@@ -170,6 +170,7 @@ def _finetune_run(job: dict) -> dict:
             n_examples=job["n"],
             device=device,
             noun_final=job["noun_final"],
+            zero_shot_candidate=job["pretrain_recipe"] == "aligned",
         )
         # Kept so a reader can tell an undertrained run (best at the last epoch) from a converged one.
         finetuned = {

@@ -221,8 +221,9 @@ def target_lines(summary: dict, exp: ExperimentConfig) -> list[str]:
 
 
 def _best_epoch(finetuned: dict) -> int:
-    """The epoch a finetuning run kept (1-based); runs saved before `best_epoch` was recorded
-    kept the epoch of the highest (uncalibrated) selection score."""
+    """The epoch a finetuning run kept (epochs count from 1; 0 is the untrained model, a candidate
+    after aligned pretraining); runs saved before `best_epoch` was recorded kept the epoch of the
+    highest (uncalibrated) selection score."""
     if "best_epoch" in finetuned:
         return int(finetuned["best_epoch"])
     history = finetuned["history"]
@@ -236,10 +237,11 @@ def convergence_lines(results: list[dict]) -> list[str]:
             runs.setdefault((r["dataset"], r["config"], r["arm"], r["n"]), []).append(r["finetune"])
     lines = []
     for (dataset, config, arm, n), done in sorted(runs.items()):
-        at_last = sum(1 for f in done if _best_epoch(f) == len(f["history"]))
+        at_last = sum(1 for f in done if _best_epoch(f) == f["history"][-1]["epoch"])
+        untrained = sum(1 for f in done if _best_epoch(f) == 0)
         steps = sorted(f["steps"] for f in done)
         lines.append(f"- {dataset} / {config} / {arm} / N={n}: {steps[0]}-{steps[-1]} steps; best at the last "
-                     f"epoch in {at_last} of {len(done)} runs")  # fmt: skip
+                     f"epoch in {at_last} of {len(done)} runs; untrained model kept in {untrained}")  # fmt: skip
     return lines or ["- (no finetuning history recorded)"]
 
 

@@ -231,6 +231,7 @@ class Stages:
                     load_tokenizer(tokenizer_path),
                     ft_cfg,
                     noun_final=noun_final,
+                    zero_shot_candidate=recipe == "aligned",
                 )
                 summary["dataset"] = "+".join(self.train_files(task))
                 summary["zero_shot"] = False
@@ -349,6 +350,7 @@ def manifest_extra(
                 "seed",
                 "zero_shot",
                 "steps",
+                "best_epoch",
                 "best_selection_score",
                 "label_offsets",
                 "calibrated_selection_score",

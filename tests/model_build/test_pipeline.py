@@ -309,6 +309,49 @@ def test_finetuning_keeps_the_epoch_whose_calibrated_head_scores_best(
     )
 
 
+def test_the_untrained_model_is_kept_when_no_epoch_beats_it(
+    tiny_build_dir: Path, labelled_data_dir: Path
+) -> None:
+    """With `zero_shot_candidate` the pretrained model, calibrated, is epoch 0 of the selection.
+    At a learning rate of 0 no epoch can beat it: it is kept, weights untouched but for the
+    offsets calibration writes into the head's bias. Without the candidate a trained epoch is kept."""
+    import torch
+
+    from model_build.data import read_span_file
+    from model_build.finetune import finetune
+
+    work = tiny_build_dir / "work"
+    (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
+    encoder, _ = load_encoder(checkpoint)
+    tokenizer = load_tokenizer(work / "tokenizer" / "tokenizer.json")
+    records = read_span_file(labelled_data_dir / "acronyms" / "sdu21-train.jsonl", limit=240)
+    cfg = replace(
+        get_config("tiny").finetune,
+        max_examples=240,
+        epochs=2,
+        min_steps=0,
+        max_steps=None,
+        patience=3,
+        lr=0.0,
+    )
+    model, summary = finetune(
+        encoder, "aligned", "acronyms", records, tokenizer, cfg, zero_shot_candidate=True
+    )
+
+    assert [h["epoch"] for h in summary["history"]] == [0, 1, 2]
+    assert summary["best_epoch"] == 0
+    assert summary["calibrated_selection_score"] == summary["history"][0]["calibrated_selection_score"]
+    before, after = encoder.state_dict(), model.state_dict()
+    bias = "heads.acronyms.bias"
+    assert all(torch.equal(before[k], after[k]) for k in before if k != bias)
+    offsets = after[bias] - before[bias]
+    assert dict(zip(LABELS["acronyms"], offsets.tolist(), strict=True)) == pytest.approx(
+        {name: summary["label_offsets"].get(name, 0.0) for name in LABELS["acronyms"]}
+    )
+    _, without = finetune(encoder, "aligned", "acronyms", records, tokenizer, cfg)
+    assert [h["epoch"] for h in without["history"]] == [1, 2] and without["best_epoch"] == 1
+
+
 def test_interrupted_build_resumes_and_publishes(
     tiny_build_dir: Path, labelled_data_dir: Path, tmp_path: Path
 ) -> None:
