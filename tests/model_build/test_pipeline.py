@@ -18,11 +18,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from tokenizers import Tokenizer
 
 from model_build.checkpoint import load_encoder
 from model_build.config import get_config
 from model_build.export import ExportError, validate_onnx, verify_artifact
-from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, Tagger
+from model_build.model import ACRONYM_LABELS, CONCEPT_LABELS, Encoder, Tagger
 from model_build.pretrain import pretrain
 from model_build.tokenizer import load_tokenizer
 from textfeatures.features import FEATURE_NAMES
@@ -271,20 +272,28 @@ def test_crossfit_score_scores_each_half_with_offsets_chosen_on_the_other(
     assert claimed == pytest.approx(sum(scores) / 2, abs=1e-6)
 
 
-def test_finetuning_keeps_the_epoch_whose_calibrated_head_scores_best(
+def _finetuning_inputs(
     tiny_build_dir: Path, labelled_data_dir: Path
-) -> None:
-    """Each epoch is judged with its own calibrated offsets; the model returned is the best of
-    them, offsets in its head, and scores on the held-out slice exactly what the summary says."""
+) -> tuple[Encoder, Tokenizer, list[dict]]:
+    """The tiny build's aligned encoder, its tokenizer and 240 sdu21-train records."""
     from model_build.data import read_span_file
-    from model_build.evaluate import predict_spans, torch_logits_fn
-    from model_build.finetune import finetune, sample_examples, selection_score, split_selection
 
     work = tiny_build_dir / "work"
     (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
     encoder, _ = load_encoder(checkpoint)
     tokenizer = load_tokenizer(work / "tokenizer" / "tokenizer.json")
-    records = read_span_file(labelled_data_dir / "acronyms" / "sdu21-train.jsonl", limit=240)
+    return encoder, tokenizer, read_span_file(labelled_data_dir / "acronyms" / "sdu21-train.jsonl", limit=240)
+
+
+def test_finetuning_keeps_the_epoch_whose_calibrated_head_scores_best(
+    tiny_build_dir: Path, labelled_data_dir: Path
+) -> None:
+    """Each epoch is judged with its own calibrated offsets; the model returned is the best of
+    them, offsets in its head, and scores on the held-out slice exactly what the summary says."""
+    from model_build.evaluate import predict_spans, torch_logits_fn
+    from model_build.finetune import finetune, sample_examples, selection_score, split_selection
+
+    encoder, tokenizer, records = _finetuning_inputs(tiny_build_dir, labelled_data_dir)
     cfg = replace(
         get_config("tiny").finetune, max_examples=240, epochs=3, min_steps=0, max_steps=None, patience=3
     )
@@ -317,14 +326,9 @@ def test_the_untrained_model_is_kept_when_no_epoch_beats_it(
     offsets calibration writes into the head's bias. Without the candidate a trained epoch is kept."""
     import torch
 
-    from model_build.data import read_span_file
     from model_build.finetune import finetune
 
-    work = tiny_build_dir / "work"
-    (checkpoint,) = work.glob("pretrain-aligned-*/final.pt")
-    encoder, _ = load_encoder(checkpoint)
-    tokenizer = load_tokenizer(work / "tokenizer" / "tokenizer.json")
-    records = read_span_file(labelled_data_dir / "acronyms" / "sdu21-train.jsonl", limit=240)
+    encoder, tokenizer, records = _finetuning_inputs(tiny_build_dir, labelled_data_dir)
     cfg = replace(
         get_config("tiny").finetune,
         max_examples=240,
