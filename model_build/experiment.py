@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -201,6 +202,20 @@ def _saved(path: Path, fp: str) -> dict | None:
     return saved if saved.get("fingerprint") == fp else None
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker's initializer: a thread that ends the worker once the experiment's process is gone.
+    A worker is busy with one run for minutes and reads its next job only after it, so without
+    this an experiment stopped by SIGTERM or SIGKILL (its process alone, not its group) left its
+    runs going on the 2 cores; a stopped run loses nothing (its result is written when it ends)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def _run_pool(
     fn: Callable[[dict], dict], jobs: list[dict], workers: int, deadline: float | None, desc: str
 ) -> Iterator[dict]:
@@ -213,7 +228,12 @@ def _run_pool(
     pending = list(reversed(jobs))
     running: set[Future] = set()
     bar = tqdm(total=len(jobs), desc=desc, unit="run")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         while pending or running:
             while pending and len(running) < workers and (deadline is None or time.monotonic() < deadline):
                 running.add(pool.submit(fn, pending.pop()))

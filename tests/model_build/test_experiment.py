@@ -4,7 +4,12 @@ transfer arm, code-versioned fingerprints, paired bootstrap intervals, the repor
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -166,3 +171,43 @@ def test_bootstrap_metric_is_the_scorers_headline(task: str) -> None:
     perfect = np.asarray([[c[k] for k in kinds] for c in document_counts(gold, gold, kinds)], dtype=float)
     point, lo, hi = bootstrap(task, [perfect[None], counts[None]], rounds=200)[2]
     assert 0 < lo <= point <= hi
+
+
+def test_a_stopped_experiment_leaves_no_run_going(tmp_path: Path) -> None:
+    """SIGTERM to the experiment's process alone (as `kill` or a scheduler sends it): its worker,
+    busy with a run that would last a minute, exits within seconds instead of finishing it."""
+    (tmp_path / "long_run.py").write_text(
+        "import os, time\n"
+        "def run(job):\n"
+        "    open(job['pid_file'], 'w').write(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+        "    return job\n"
+    )
+    pid_file = tmp_path / "worker.pid"
+    script = (
+        "import long_run\n"
+        "from model_build.experiment import _run_pool\n"
+        f"list(_run_pool(long_run.run, [{{'pid_file': {str(pid_file)!r}}}], 1, None, 'runs'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(codeversion.REPO_ROOT)])}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None, "the worker never started"
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _alive(worker):
+        assert time.monotonic() < deadline, "the worker outlived the experiment by 10 s"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; it waits only for its (gone) parent's reaper.
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
