@@ -15,6 +15,7 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
+from service import scheduling
 from service.app import create_app
 from service.connections import HeaderDeadlineProtocol
 from service.logs import configure_logging
@@ -42,6 +43,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, exit_cleanly)
     settings = load_settings()
     configure_logging(settings.log_level)
+    scheduling.set_worker_niceness(settings.worker_niceness)
     app = create_app(settings)
     # uvicorn's httptools protocol with a deadline on request headers (service/connections.py).
     protocol = functools.partial(

@@ -37,6 +37,7 @@ import numpy as np
 from service.errors import InferenceFailed, Overloaded
 from service.metrics import Metrics
 from service.runtime import TRIM_AFTER_TOKENS, release_freed_memory
+from service.scheduling import lower_priority
 from textfeatures.features import Window, pad_batch
 
 log = logging.getLogger("aligntag.batcher")
@@ -157,7 +158,9 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         # One thread per model: one batch in flight per model, and the event loop stays free.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{model}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"infer-{model}", initializer=lower_priority
+        )
 
     def start(self) -> None:
         if self._worker is None:

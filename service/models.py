@@ -19,6 +19,7 @@ from service.batcher import Batcher, JobResult
 from service.errors import ClientDisconnected, ModelUnavailable
 from service.metrics import Metrics
 from service.runtime import OnnxRuntime, Runtime, warm_up
+from service.scheduling import in_worker_thread, lower_priority
 from service.settings import Settings
 from service.tagging import Span, plan_windows, tag_text
 from textfeatures import wordnet
@@ -36,7 +37,7 @@ T = TypeVar("T")
 # 102 ms with it in the loop, 10 ms here; docs/service.md, "Admission and slow clients"). One
 # thread, because the GIL lets only one run at a time anyway; the loop keeps parsing, refusing and
 # answering while it runs. `timings.tokenize` includes the wait for this thread.
-_prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep")
+_prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep", initializer=lower_priority)
 # Except for a short request that is alone: it does that work on the loop. Nothing waits behind it
 # there, and the two hand-offs to the thread and back cost it ~0.3 ms of its ~5 ms (sequential
 # requests, docs/service.md). Short, because a request that arrives meanwhile waits for the loop:
@@ -111,7 +112,7 @@ def load_model(task: str, settings: Settings, factory: RuntimeFactory) -> Model:
             model.structured_decoding = settings.decoding == "viterbi"
         except ValueError as e:
             raise ArtifactError(f"{artifact.directory / 'manifest.json'}: {e}") from e
-        runtime = factory(artifact, settings)
+        runtime = in_worker_thread(factory, artifact, settings)  # its threads: worker priority
         if artifact.noun_final:
             wordnet.preload()
         try:

@@ -75,6 +75,15 @@ class Settings(BaseSettings):
         "and refuse requests (1-text requests at 3x overload: refusal p99 222 ms spinning, 52 ms "
         "not); on, a lone request is ~1 ms faster (docs/bench.md).",
     )
+    worker_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much nicer than the event loop the threads that do a request's work run "
+        "(tokens and decoding, inference, ONNX Runtime's threads), so that on a busy machine the "
+        "loop, which reads, refuses and answers requests, gets a core first; 0 = the same priority "
+        "(service/scheduling.py).",
+    )
     graph_optimization_level: GraphOptimizationLevel = Field(
         default="all", description="ONNX Runtime graph optimizations."
     )

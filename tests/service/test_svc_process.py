@@ -3,6 +3,7 @@ Prometheus server scraping it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -105,6 +106,40 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(tiny_artifacts_dir: Pa
         assert proc.wait(timeout=30) == 0
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{base_url}/health", timeout=2)
+
+
+def thread_niceness(pid: int) -> dict[int, int]:
+    """Thread id -> niceness of every thread of a process (/proc/<pid>/task/<tid>/stat, field 19)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+            out[int(task.name)] = int((task / "stat").read_text().rsplit(") ", 1)[1].split()[16])
+    return out
+
+
+@pytest.mark.parametrize("niceness", [0, 7])
+def test_the_threads_that_do_the_work_run_nicer_than_the_event_loop(
+    tiny_artifacts_dir: Path, niceness: int
+) -> None:
+    """The loop (the main thread) keeps the process's priority; the prep thread, both inference
+    threads and ONNX Runtime's pools (2 intra-op threads: one pool thread a session) run
+    `ALIGNTAG_WORKER_NICENESS` steps nicer, or at the same priority with 0."""
+    env = {"ALIGNTAG_WORKER_NICENESS": str(niceness), "ALIGNTAG_INTRA_OP_THREADS": "2"}
+    with service(tiny_artifacts_dir, env) as (base_url, proc):
+        wait_ready(base_url, proc)
+        long_text = "The controlled natural language (CNL) corpus of abstract syntax trees. " * 40
+        with ThreadPoolExecutor(4) as pool:  # together, so the prep thread works (not the loop)
+            responses = list(pool.map(
+                lambda route: httpx.post(f"{base_url}/{route}", json={"text": long_text}, timeout=60),
+                ["tag", "acronyms"] * 4,
+            ))  # fmt: skip
+        assert {r.status_code for r in responses} == {200}
+        nice = thread_niceness(proc.pid)
+    base = nice.pop(proc.pid)
+    workers = [n for n in nice.values() if n != base]
+    assert set(workers) <= {base + niceness}
+    # prep, infer-concepts, infer-acronyms, one ONNX Runtime pool thread per session
+    assert len(workers) == (0 if niceness == 0 else 5), nice
 
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
