@@ -443,7 +443,7 @@ def write_report(rows: list[dict], out: Path) -> None:
         "(never dev), neither adopted: a concept span spread to its other occurrences again (+0.03",
         "on the slice, as the night of 2026-12-01 found); finetuning on inspec-train alone instead of",
         "with scienceie-train: inspec part +3.0 [+1.2, +4.9], scienceie part -2.1 [-4.9, +0.8], their",
-        "mean +0.4 [-1.3, +2.2], a tie on what decides.",
+        "mean +0.4, a tie on what decides (`python -m bench.concept_training_files`).",
         "",
         "A variant's rows stay until it is measured again, so read pairs measured together:",
         "`default-2026-11-30-night` came from the code of that night, beside `default-2026-11-30-evening`: the same models",
