@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import random
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from model_build.config import default_data_dir, get_config
+from model_build.data import read_span_file
 from model_build.evaluate import predict_spans, span_sets, torch_logits_fn
 from model_build.experiment_report import bootstrap
 from model_build.model import TASK_LABELS, Tagger
@@ -37,14 +37,13 @@ ROUNDS = 2000
 
 
 def split_file(source: Path, target: Path, seed: int) -> list[dict]:
-    """Write the kept share of `source` to `target`; return the held-out records (spans as
-    `(start, end, label)`, each with its `file`)."""
+    """Write the kept share of `source` to `target`; return the held-out records."""
     lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = read_span_file(source)  # one a non-blank line, validated
     held = set(random.Random(seed).sample(range(len(lines)), round(HELD_OUT * len(lines))))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(line + "\n" for i, line in enumerate(lines) if i not in held), encoding="utf-8")
-    records = [json.loads(lines[i]) for i in sorted(held)]
-    return [{**r, "spans": [(s["start"], s["end"], s["label"]) for s in r["spans"]]} for r in records]
+    return [records[i] for i in sorted(held)]
 
 
 def counts(records: list[dict], preds: list[list]) -> np.ndarray:

@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -49,19 +50,7 @@ def lower_priority() -> None:
 def in_worker_thread(fn: Callable[..., T], *args: object) -> T:
     """`fn(*args)` in a new thread at worker priority, its result or its exception; the threads
     `fn` creates (an ONNX Runtime session's thread pool) inherit that priority."""
-    outcome: list = []
-
-    def run() -> None:
-        lower_priority()
-        try:
-            outcome.append((True, fn(*args)))
-        except BaseException as e:  # re-raised in the caller's thread
-            outcome.append((False, e))
-
-    thread = threading.Thread(target=run, name="worker-start")
-    thread.start()
-    thread.join()
-    ok, value = outcome[0]
-    if not ok:
-        raise value
-    return value
+    with ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="worker-start", initializer=lower_priority
+    ) as pool:
+        return pool.submit(fn, *args).result()
